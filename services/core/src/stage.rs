@@ -154,7 +154,10 @@ mod tests {
     fn ends_have_no_step_beyond() {
         assert_eq!(Stage::Initial.prev(), None);
         assert_eq!(Stage::Done.next(), None);
-        assert_eq!(Stage::Initial.step(Direction::Advance), Some(Stage::DualRead));
+        assert_eq!(
+            Stage::Initial.step(Direction::Advance),
+            Some(Stage::DualRead)
+        );
     }
 
     #[test]
