@@ -57,6 +57,7 @@
 
 pub mod layer;
 pub mod pending;
+mod run;
 
 mod drain;
 mod health;
@@ -74,6 +75,7 @@ use tonic_health::ServingStatus;
 use tonic_health::pb::health_server::Health as _;
 
 pub use layer::GrpcTelemetryLayer;
+pub use run::run_until;
 pub use tonic_health::server::HealthReporter;
 
 /// Default bound on graceful drain.

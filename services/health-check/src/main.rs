@@ -1,0 +1,29 @@
+//! `ferry-health-check`: serves the health-check gRPC API with health and reflection; drains on SIGTERM.
+
+use std::net::SocketAddr;
+
+use clap::Parser;
+use ferry_server::{GrpcServer, run_until, shutdown_signal};
+use ferry_telemetry::TelemetryArgs;
+
+/// Ferry health-check service.
+#[derive(Debug, Parser)]
+#[command(name = "ferry-health-check", version, about)]
+struct Args {
+    /// gRPC listen address.
+    #[arg(long, env = "FERRY_LISTEN", default_value = "0.0.0.0:7074")]
+    listen: SocketAddr,
+    #[command(flatten)]
+    telemetry: TelemetryArgs,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let _telemetry = ferry_telemetry::init("ferry-health-check", &args.telemetry)?;
+    let mut server = GrpcServer::bind(args.listen).await?;
+    server
+        .add_service(ferry_health_check::HealthCheck::default().into_service())
+        .add_file_descriptor_set(ferry_api::FILE_DESCRIPTOR_SET);
+    run_until(server, args.telemetry.metrics_addr, shutdown_signal()).await
+}
