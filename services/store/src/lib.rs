@@ -1,1 +1,46 @@
-//! placeholder
+//! Ferry's state: migration tasks, per-topic stages, target locks, live members and the
+//! audit log, behind one [`MigrationStore`] trait.
+//!
+//! The shape follows GreptimeDB's meta store: a small key-value trait with etcd semantics
+//! ([`kv::KvBackend`]) with two backends, and the domain store written once on top of it
+//! ([`KvMigrationStore`]):
+//!
+//! - [`EtcdBackend`]: production; shared by every service replica and router.
+//! - [`EmbeddedBackend`]: one process, file-backed (`ferry standalone`), or in memory for
+//!   unit tests.
+//!
+//! Writing the domain logic once means the transactional rules (compare-and-swap on
+//! revisions, one task per target, audit with every stage change) cannot drift between
+//! backends, and one conformance suite ([`conformance`]) runs against both.
+//!
+//! ```no_run
+//! # async fn demo() -> ferry_store::Result<()> {
+//! use ferry_store::{EmbeddedStore, MigrationStore};
+//! let store = EmbeddedStore::open("/var/lib/ferry").await?;
+//! let (stages, revision) = store.stage_snapshot().await?;
+//! let changes = store.watch_stages(revision + 1).await?;
+//! # Ok(()) }
+//! ```
+
+pub mod embedded;
+pub mod error;
+pub mod etcd;
+pub mod kv;
+pub mod migration;
+pub mod model;
+
+#[doc(hidden)]
+pub mod conformance;
+
+pub use embedded::{EmbeddedBackend, EmbeddedOptions};
+pub use error::{Result, StoreError};
+pub use etcd::{EtcdBackend, EtcdOptions};
+pub use kv::KvBackend;
+pub use migration::{
+    AddTopicsOutcome, EmbeddedStore, EtcdStore, KvMigrationStore, MemberLease, MigrationStore,
+    StageChange,
+};
+pub use model::{
+    AuditRecord, MigrationTask, Page, PageRequest, RegisteredMember, SCHEMA_VERSION, StageEvent,
+    TaskState, TaskStep, TopicState, Versioned,
+};
