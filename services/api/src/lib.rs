@@ -64,7 +64,10 @@ mod tests {
             metadata_sync::v1::migration_task_service_server::SERVICE_NAME,
             service_names::MIGRATION_TASK
         );
-        assert_eq!(router::v1::router_service_server::SERVICE_NAME, service_names::ROUTER);
+        assert_eq!(
+            router::v1::router_service_server::SERVICE_NAME,
+            service_names::ROUTER
+        );
         assert_eq!(
             health_check::v1::health_check_service_server::SERVICE_NAME,
             service_names::HEALTH_CHECK

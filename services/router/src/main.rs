@@ -23,7 +23,7 @@ async fn main() -> anyhow::Result<()> {
     let _telemetry = ferry_telemetry::init("ferry-router", &args.telemetry)?;
     let mut server = GrpcServer::bind(args.listen).await?;
     server
-        .add_service(ferry_router::RouterAdmin::default().into_service())
+        .add_service(ferry_router::RouterAdmin.into_service())
         .add_file_descriptor_set(ferry_api::FILE_DESCRIPTOR_SET);
     run_until(server, args.telemetry.metrics_addr, shutdown_signal()).await
 }

@@ -1,0 +1,4 @@
+//! One module per `ferry` subcommand.
+
+pub mod health;
+pub mod standalone;

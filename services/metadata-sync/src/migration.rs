@@ -1,0 +1,783 @@
+//! `MigrationTaskService`: seamless-migration tasks, their steps and per-topic stages.
+//!
+//! Implemented here: creating, reading and listing tasks; adding and removing topics;
+//! advancing and rolling back topics one stage at a time (each change one store transaction
+//! conditioned on the topic's revision and fenced by the task's revision, with an audit
+//! record); pause, resume, whole-task rollback and completion; the audit log.
+//!
+//! Readiness comes from the health-check service, which arrives with later work. Until then
+//! readiness is *unknown*, and a stage change is refused unless the caller forces it (the
+//! audit records it as forced): moving a topic without proof that no message is stranded is
+//! the operator's explicit decision, never Ferry's default. Steps 1–3 (connect, import,
+//! switch access point) answer `UNIMPLEMENTED` naming the work that brings them.
+
+use std::collections::HashMap;
+
+use ferry_api::metadata_sync::v1 as pb;
+use ferry_api::metadata_sync::v1::migration_task_service_server::{
+    MigrationTaskService, MigrationTaskServiceServer,
+};
+use ferry_api::service_names::MIGRATION_TASK;
+use ferry_core::names::is_valid_name_char;
+use ferry_core::{Direction, MigrationStep, Stage, TaskState, validate_topic};
+use ferry_server::pending::not_implemented;
+use ferry_store::{MigrationStore, MigrationTask, PageRequest, StageChange, TopicState, Versioned};
+use tonic::{Request, Response, Status};
+
+use crate::convert::*;
+use crate::error::{Result, SyncError};
+use crate::store_slot::StoreSlot;
+
+/// Longest task name accepted.
+const MAX_TASK_NAME_LEN: usize = 128;
+/// Longest cluster name accepted (same charset as topics, since it names store keys).
+const MAX_CLUSTER_NAME_LEN: usize = 127;
+/// Actor recorded when the caller names none.
+const ANONYMOUS: &str = "anonymous";
+
+const STEPS_ARRIVE_WITH: &str =
+    "the scanner, import and migration-control work (issues #5, #6, #8)";
+
+/// The migration-task gRPC service.
+#[derive(Clone)]
+pub struct MigrationTasks {
+    store: StoreSlot,
+}
+
+impl MigrationTasks {
+    pub fn new(store: StoreSlot) -> Self {
+        MigrationTasks { store }
+    }
+
+    /// The tonic service to add to a server.
+    pub fn into_service(self) -> MigrationTaskServiceServer<Self> {
+        MigrationTaskServiceServer::new(self)
+    }
+
+    async fn topics_per_stage(
+        store: &dyn MigrationStore,
+        task_id: &str,
+    ) -> Result<HashMap<String, i64>> {
+        let mut counts = HashMap::new();
+        for topic in all_topics(store, task_id).await? {
+            *counts
+                .entry(stage_to_pb(topic.value.stage).as_str_name().to_string())
+                .or_insert(0) += 1;
+        }
+        Ok(counts)
+    }
+
+    async fn task_response(
+        store: &dyn MigrationStore,
+        task: &Versioned<MigrationTask>,
+    ) -> Result<pb::MigrationTask> {
+        let counts = Self::topics_per_stage(store, &task.value.id).await?;
+        Ok(task_to_pb(task, counts))
+    }
+
+    /// Moves each requested topic one step in `direction`. Per-topic outcomes are reported in
+    /// the results; only task-level refusals fail the whole call.
+    async fn change_stages(
+        &self,
+        change: pb::StageChangeRequest,
+        direction: Direction,
+    ) -> Result<Vec<pb::StageChangeResult>> {
+        let store = self.store.get()?;
+        let task = store.get_task(&change.task_id).await?;
+        ensure_accepts_changes(&task.value)?;
+        if change.topics.is_empty() {
+            return Err(SyncError::InvalidArgument("no topics given".into()));
+        }
+        let actor = actor_or_anonymous(change.actor);
+        let reason = (!change.reason.is_empty()).then_some(change.reason);
+        let mut results = Vec::with_capacity(change.topics.len());
+        for topic_ref in change.topics {
+            let result = change_one(
+                store.as_ref(),
+                &task,
+                topic_ref,
+                direction,
+                change.force,
+                &actor,
+                reason.clone(),
+            )
+            .await;
+            results.push(result);
+        }
+        Ok(results)
+    }
+}
+
+/// Every topic of a task, across pages.
+async fn all_topics(
+    store: &dyn MigrationStore,
+    task_id: &str,
+) -> Result<Vec<Versioned<TopicState>>> {
+    let mut out = Vec::new();
+    let mut page = PageRequest::first(PageRequest::MAX_SIZE);
+    loop {
+        let got = store.list_topics(task_id, page.clone()).await?;
+        out.extend(got.items);
+        match got.next_page_token {
+            Some(token) => page.page_token = Some(token),
+            None => return Ok(out),
+        }
+    }
+}
+
+fn ensure_accepts_changes(task: &MigrationTask) -> Result<()> {
+    match task.state {
+        TaskState::Running => Ok(()),
+        TaskState::Paused => Err(SyncError::FailedPrecondition(format!(
+            "task {} is paused: no stage change is accepted until it is resumed",
+            task.id
+        ))),
+        state => Err(SyncError::FailedPrecondition(format!(
+            "task {} is {}: it accepts no more changes",
+            task.id,
+            state.as_str()
+        ))),
+    }
+}
+
+fn actor_or_anonymous(actor: String) -> String {
+    if actor.trim().is_empty() {
+        ANONYMOUS.to_string()
+    } else {
+        actor
+    }
+}
+
+fn refused(topic: String, stage: Option<Stage>, error: impl ToString) -> pb::StageChangeResult {
+    let stage = stage.map(|s| stage_to_pb(s) as i32).unwrap_or_default();
+    pb::StageChangeResult {
+        topic,
+        changed: false,
+        from_stage: stage,
+        to_stage: stage,
+        revision: 0,
+        error: error.to_string(),
+        readiness: None,
+    }
+}
+
+async fn change_one(
+    store: &dyn MigrationStore,
+    task: &Versioned<MigrationTask>,
+    topic_ref: pb::TopicRef,
+    direction: Direction,
+    force: bool,
+    actor: &str,
+    reason: Option<String>,
+) -> pb::StageChangeResult {
+    let current = match store.get_topic(&task.value.id, &topic_ref.topic).await {
+        Ok(current) => current,
+        Err(err) => return refused(topic_ref.topic, None, err),
+    };
+    let from = current.value.stage;
+    let Some(to) = from.step(direction) else {
+        let why = match direction {
+            Direction::Advance => "DONE is the last stage",
+            Direction::Rollback => "INITIAL is the first stage",
+        };
+        return refused(
+            topic_ref.topic,
+            Some(from),
+            format!("topic is {from}: {why}"),
+        );
+    };
+    if !force {
+        return refused(
+            topic_ref.topic,
+            Some(from),
+            format!(
+                "readiness of {from} -> {to} is unknown: readiness checks arrive with the \
+                 health-check work (issue #8); force the change to take responsibility for it"
+            ),
+        );
+    }
+    let expected_revision = match topic_ref.expected_revision {
+        0 => current.revision,
+        rev => rev,
+    };
+    let change = StageChange {
+        task_id: task.value.id.clone(),
+        topic: topic_ref.topic.clone(),
+        expected_revision,
+        to,
+        actor: actor.to_string(),
+        forced: force,
+        reason,
+        task_revision: Some(task.revision),
+    };
+    match store.change_stage(change).await {
+        Ok(updated) => {
+            tracing::info!(task = %task.value.id, topic = %topic_ref.topic, %from, %to, actor, forced = force, "stage changed");
+            pb::StageChangeResult {
+                topic: topic_ref.topic,
+                changed: true,
+                from_stage: stage_to_pb(from) as i32,
+                to_stage: stage_to_pb(to) as i32,
+                revision: updated.revision,
+                error: String::new(),
+                readiness: None,
+            }
+        }
+        Err(err) => refused(topic_ref.topic, Some(from), err),
+    }
+}
+
+fn validate_cluster_name(what: &str, name: &str) -> Result<()> {
+    if name.is_empty() {
+        return Err(SyncError::InvalidArgument(format!(
+            "{what} cluster name is required"
+        )));
+    }
+    if name.chars().count() > MAX_CLUSTER_NAME_LEN {
+        return Err(SyncError::InvalidArgument(format!(
+            "{what} cluster name is longer than {MAX_CLUSTER_NAME_LEN} characters"
+        )));
+    }
+    if let Some((i, c)) = name
+        .chars()
+        .enumerate()
+        .find(|(_, c)| !is_valid_name_char(*c))
+    {
+        return Err(SyncError::InvalidArgument(format!(
+            "{what} cluster name {name:?} has illegal character {c:?} at {i}: allowed are letters, digits, '%', '|', '_' and '-'"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a `host:port;host:port` NameServer list.
+fn validate_namesrv_addrs(what: &str, addrs: &str) -> Result<()> {
+    if addrs.trim().is_empty() {
+        return Err(SyncError::InvalidArgument(format!(
+            "{what} NameServer addresses are required, e.g. 10.0.0.1:9876;10.0.0.2:9876"
+        )));
+    }
+    for addr in addrs.split(';').map(str::trim).filter(|a| !a.is_empty()) {
+        let valid = addr.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+        });
+        if !valid {
+            return Err(SyncError::InvalidArgument(format!(
+                "{what} NameServer address {addr:?} is not host:port"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+fn new_task_id() -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("mt-{}", &id[..12])
+}
+
+fn pending(rpc: &str) -> Status {
+    not_implemented(MIGRATION_TASK, rpc, STEPS_ARRIVE_WITH)
+}
+
+fn ok<T>(value: T) -> std::result::Result<Response<T>, Status> {
+    Ok(Response::new(value))
+}
+
+#[tonic::async_trait]
+impl MigrationTaskService for MigrationTasks {
+    async fn create_migration_task(
+        &self,
+        request: Request<pb::CreateMigrationTaskRequest>,
+    ) -> std::result::Result<Response<pb::CreateMigrationTaskResponse>, Status> {
+        let req = request.into_inner();
+        let name = req.name.trim().to_string();
+        if name.is_empty() || name.chars().count() > MAX_TASK_NAME_LEN {
+            return Err(SyncError::InvalidArgument(format!(
+                "task name is required and at most {MAX_TASK_NAME_LEN} characters"
+            ))
+            .into());
+        }
+        let source = req
+            .source
+            .ok_or_else(|| SyncError::InvalidArgument("source cluster is required".into()))?;
+        let target = req
+            .target
+            .ok_or_else(|| SyncError::InvalidArgument("target cluster is required".into()))?;
+        validate_cluster_name("source", &source.cluster_name)?;
+        validate_cluster_name("target", &target.cluster_name)?;
+        validate_namesrv_addrs("source", &source.namesrv_addrs)?;
+        validate_namesrv_addrs("target", &target.namesrv_addrs)?;
+        let target_type = target_type_from_pb(req.target_type)?;
+        if source.cluster_name == target.cluster_name
+            && source.namesrv_addrs == target.namesrv_addrs
+        {
+            return Err(SyncError::InvalidArgument(
+                "source and target are the same cluster".into(),
+            )
+            .into());
+        }
+        let has_credentials = [&source.credentials, &target.credentials]
+            .into_iter()
+            .flatten()
+            .any(|c| !c.access_key.is_empty() || !c.secret_key.is_empty());
+        if has_credentials {
+            // Keys must be stored so they never come back in full; that storage arrives with
+            // the step-1 connect work. Refuse rather than drop them silently.
+            return Err(not_implemented(
+                MIGRATION_TASK,
+                "CreateMigrationTask with ACL credentials",
+                "the migration-control work (issue #8)",
+            ));
+        }
+        let store = self.store.get()?;
+        let now = now_ms();
+        let task = MigrationTask {
+            id: new_task_id(),
+            name,
+            source_cluster: source.cluster_name,
+            source_namesrv: source.namesrv_addrs,
+            target_cluster: target.cluster_name,
+            target_namesrv: target.namesrv_addrs,
+            target_type,
+            step: MigrationStep::Connect,
+            state: TaskState::Running,
+            created_at_ms: now,
+            updated_at_ms: now,
+            created_by: actor_or_anonymous(req.actor),
+            extra: serde_json::Value::Null,
+        };
+        let created = store.create_task(task).await.map_err(SyncError::from)?;
+        tracing::info!(task = %created.value.id, target = %created.value.target_cluster, "migration task created");
+        ok(pb::CreateMigrationTaskResponse {
+            task: Some(task_to_pb(&created, HashMap::new())),
+        })
+    }
+
+    async fn get_migration_task(
+        &self,
+        request: Request<pb::GetMigrationTaskRequest>,
+    ) -> std::result::Result<Response<pb::GetMigrationTaskResponse>, Status> {
+        let store = self.store.get()?;
+        let task = store
+            .get_task(&request.into_inner().task_id)
+            .await
+            .map_err(SyncError::from)?;
+        ok(pb::GetMigrationTaskResponse {
+            task: Some(Self::task_response(store.as_ref(), &task).await?),
+        })
+    }
+
+    async fn list_migration_tasks(
+        &self,
+        request: Request<pb::ListMigrationTasksRequest>,
+    ) -> std::result::Result<Response<pb::ListMigrationTasksResponse>, Status> {
+        let req = request.into_inner();
+        let store = self.store.get()?;
+        let filter = state_from_pb(req.state);
+        let page = store
+            .list_tasks(page_request(req.page_size, req.page_token)?)
+            .await
+            .map_err(SyncError::from)?;
+        let mut tasks = Vec::new();
+        for task in page
+            .items
+            .iter()
+            .filter(|t| filter.is_none_or(|s| t.value.state == s))
+        {
+            tasks.push(Self::task_response(store.as_ref(), task).await?);
+        }
+        ok(pb::ListMigrationTasksResponse {
+            tasks,
+            next_page_token: page.next_page_token.unwrap_or_default(),
+        })
+    }
+
+    async fn connect_source(
+        &self,
+        _: Request<pb::ConnectSourceRequest>,
+    ) -> std::result::Result<Response<pb::ConnectSourceResponse>, Status> {
+        Err(pending("ConnectSource"))
+    }
+
+    async fn refresh_source_inventory(
+        &self,
+        _: Request<pb::RefreshSourceInventoryRequest>,
+    ) -> std::result::Result<Response<pb::RefreshSourceInventoryResponse>, Status> {
+        Err(pending("RefreshSourceInventory"))
+    }
+
+    async fn list_migration_items(
+        &self,
+        _: Request<pb::ListMigrationItemsRequest>,
+    ) -> std::result::Result<Response<pb::ListMigrationItemsResponse>, Status> {
+        Err(pending("ListMigrationItems"))
+    }
+
+    async fn import_migration_items(
+        &self,
+        _: Request<pb::ImportMigrationItemsRequest>,
+    ) -> std::result::Result<Response<pb::ImportMigrationItemsResponse>, Status> {
+        Err(pending("ImportMigrationItems"))
+    }
+
+    async fn create_migration_item(
+        &self,
+        _: Request<pb::CreateMigrationItemRequest>,
+    ) -> std::result::Result<Response<pb::CreateMigrationItemResponse>, Status> {
+        Err(pending("CreateMigrationItem"))
+    }
+
+    async fn import_roles(
+        &self,
+        _: Request<pb::ImportRolesRequest>,
+    ) -> std::result::Result<Response<pb::ImportRolesResponse>, Status> {
+        Err(pending("ImportRoles"))
+    }
+
+    async fn list_roles(
+        &self,
+        _: Request<pb::ListRolesRequest>,
+    ) -> std::result::Result<Response<pb::ListRolesResponse>, Status> {
+        Err(pending("ListRoles"))
+    }
+
+    async fn advance_step(
+        &self,
+        _: Request<pb::AdvanceStepRequest>,
+    ) -> std::result::Result<Response<pb::AdvanceStepResponse>, Status> {
+        // Each step's gate (source connected, metadata imported, clients switched) needs the
+        // scanner, importer and router presence; advancing without them would be a fake.
+        Err(pending("AdvanceStep"))
+    }
+
+    async fn list_topic_stages(
+        &self,
+        request: Request<pb::ListTopicStagesRequest>,
+    ) -> std::result::Result<Response<pb::ListTopicStagesResponse>, Status> {
+        let req = request.into_inner();
+        let store = self.store.get()?;
+        store
+            .get_task(&req.task_id)
+            .await
+            .map_err(SyncError::from)?;
+        let wanted: Vec<Stage> = req
+            .stages
+            .iter()
+            .filter_map(|s| stage_from_pb(*s))
+            .collect();
+        let page = store
+            .list_topics(&req.task_id, page_request(req.page_size, req.page_token)?)
+            .await
+            .map_err(SyncError::from)?;
+        ok(pb::ListTopicStagesResponse {
+            topics: page
+                .items
+                .iter()
+                .filter(|t| wanted.is_empty() || wanted.contains(&t.value.stage))
+                .map(topic_to_pb)
+                .collect(),
+            next_page_token: page.next_page_token.unwrap_or_default(),
+        })
+    }
+
+    async fn advance_topics(
+        &self,
+        request: Request<pb::AdvanceTopicsRequest>,
+    ) -> std::result::Result<Response<pb::AdvanceTopicsResponse>, Status> {
+        let change = request.into_inner().change.unwrap_or_default();
+        let results = self.change_stages(change, Direction::Advance).await?;
+        ok(pb::AdvanceTopicsResponse { results })
+    }
+
+    async fn rollback_topics(
+        &self,
+        request: Request<pb::RollbackTopicsRequest>,
+    ) -> std::result::Result<Response<pb::RollbackTopicsResponse>, Status> {
+        let change = request.into_inner().change.unwrap_or_default();
+        let results = self.change_stages(change, Direction::Rollback).await?;
+        ok(pb::RollbackTopicsResponse { results })
+    }
+
+    async fn add_topics(
+        &self,
+        request: Request<pb::AddTopicsRequest>,
+    ) -> std::result::Result<Response<pb::AddTopicsResponse>, Status> {
+        let req = request.into_inner();
+        if req.topics.is_empty() {
+            return Err(SyncError::InvalidArgument("no topics given".into()).into());
+        }
+        for topic in &req.topics {
+            validate_topic(topic).map_err(|e| SyncError::Core(e.into()))?;
+        }
+        let store = self.store.get()?;
+        let task = store
+            .get_task(&req.task_id)
+            .await
+            .map_err(SyncError::from)?;
+        if task.value.state.is_terminal() {
+            return Err(SyncError::FailedPrecondition(format!(
+                "task {} is {}: no topics can be added",
+                task.value.id,
+                task.value.state.as_str()
+            ))
+            .into());
+        }
+        let actor = actor_or_anonymous(req.actor);
+        let states = req
+            .topics
+            .iter()
+            .map(|t| TopicState::initial(&req.task_id, t, &actor))
+            .collect();
+        let outcome = store
+            .add_topics(&req.task_id, states)
+            .await
+            .map_err(SyncError::from)?;
+        ok(pb::AddTopicsResponse {
+            added: outcome.added.into_iter().map(|t| t.value.topic).collect(),
+            already_present: outcome
+                .already_present
+                .into_iter()
+                .map(|t| t.value.topic)
+                .collect(),
+        })
+    }
+
+    async fn remove_topics(
+        &self,
+        request: Request<pb::RemoveTopicsRequest>,
+    ) -> std::result::Result<Response<pb::RemoveTopicsResponse>, Status> {
+        let req = request.into_inner();
+        let store = self.store.get()?;
+        let task = store
+            .get_task(&req.task_id)
+            .await
+            .map_err(SyncError::from)?;
+        ensure_accepts_changes(&task.value)?;
+        let mut removed = Vec::new();
+        let mut refused_topics = Vec::new();
+        for topic_ref in req.topics {
+            let current = match store.get_topic(&req.task_id, &topic_ref.topic).await {
+                Ok(c) => c,
+                Err(err) => {
+                    refused_topics.push(refused(topic_ref.topic, None, err));
+                    continue;
+                }
+            };
+            if current.value.stage != Stage::Initial {
+                let stage = current.value.stage;
+                refused_topics.push(refused(
+                    topic_ref.topic,
+                    Some(stage),
+                    format!("only INITIAL topics can be removed; this one is {stage}: roll it back first"),
+                ));
+                continue;
+            }
+            let expected = match topic_ref.expected_revision {
+                0 => current.revision,
+                rev => rev,
+            };
+            match store
+                .remove_topic(&req.task_id, &topic_ref.topic, expected)
+                .await
+            {
+                Ok(()) => removed.push(topic_ref.topic),
+                Err(err) => {
+                    refused_topics.push(refused(topic_ref.topic, Some(Stage::Initial), err))
+                }
+            }
+        }
+        ok(pb::RemoveTopicsResponse {
+            removed,
+            refused: refused_topics,
+        })
+    }
+
+    async fn pause_task(
+        &self,
+        request: Request<pb::PauseTaskRequest>,
+    ) -> std::result::Result<Response<pb::PauseTaskResponse>, Status> {
+        let req = request.into_inner();
+        let task = set_state(
+            &self.store,
+            &req.task_id,
+            TaskState::Running,
+            TaskState::Paused,
+        )
+        .await?;
+        tracing::info!(task = %req.task_id, actor = %actor_or_anonymous(req.actor), "task paused");
+        ok(pb::PauseTaskResponse { task: Some(task) })
+    }
+
+    async fn resume_task(
+        &self,
+        request: Request<pb::ResumeTaskRequest>,
+    ) -> std::result::Result<Response<pb::ResumeTaskResponse>, Status> {
+        let req = request.into_inner();
+        let task = set_state(
+            &self.store,
+            &req.task_id,
+            TaskState::Paused,
+            TaskState::Running,
+        )
+        .await?;
+        tracing::info!(task = %req.task_id, actor = %actor_or_anonymous(req.actor), "task resumed");
+        ok(pb::ResumeTaskResponse { task: Some(task) })
+    }
+
+    async fn rollback_task(
+        &self,
+        request: Request<pb::RollbackTaskRequest>,
+    ) -> std::result::Result<Response<pb::RollbackTaskResponse>, Status> {
+        let req = request.into_inner();
+        let store = self.store.get()?;
+        let topics: Vec<pb::TopicRef> = all_topics(store.as_ref(), &req.task_id)
+            .await?
+            .into_iter()
+            .filter(|t| t.value.stage != Stage::Initial)
+            .map(|t| pb::TopicRef {
+                topic: t.value.topic,
+                expected_revision: t.revision,
+            })
+            .collect();
+        if topics.is_empty() {
+            store
+                .get_task(&req.task_id)
+                .await
+                .map_err(SyncError::from)?;
+            return ok(pb::RollbackTaskResponse {
+                results: Vec::new(),
+            });
+        }
+        let change = pb::StageChangeRequest {
+            task_id: req.task_id,
+            topics,
+            force: req.force,
+            actor: req.actor,
+            reason: "whole-task rollback".into(),
+        };
+        let results = self.change_stages(change, Direction::Rollback).await?;
+        ok(pb::RollbackTaskResponse { results })
+    }
+
+    async fn complete_task(
+        &self,
+        request: Request<pb::CompleteTaskRequest>,
+    ) -> std::result::Result<Response<pb::CompleteTaskResponse>, Status> {
+        let req = request.into_inner();
+        let store = self.store.get()?;
+        let task = store
+            .get_task(&req.task_id)
+            .await
+            .map_err(SyncError::from)?;
+        ensure_accepts_changes(&task.value)?;
+        let topics = all_topics(store.as_ref(), &req.task_id).await?;
+        let not_done: Vec<String> = topics
+            .iter()
+            .filter(|t| t.value.stage != Stage::Done)
+            .map(|t| format!("{} ({})", t.value.topic, t.value.stage))
+            .collect();
+        if !not_done.is_empty() {
+            return Err(SyncError::FailedPrecondition(format!(
+                "task {} can complete only when every topic is DONE; not yet: {}",
+                req.task_id,
+                not_done.join(", ")
+            ))
+            .into());
+        }
+        let mut finished = task.value.clone();
+        finished.state = TaskState::Completed;
+        finished.step = MigrationStep::Complete;
+        finished.updated_at_ms = now_ms();
+        let done = store
+            .finish_task(&req.task_id, task.revision, finished)
+            .await
+            .map_err(SyncError::from)?;
+        tracing::info!(task = %req.task_id, actor = %actor_or_anonymous(req.actor), "task completed; target released");
+        ok(pb::CompleteTaskResponse {
+            task: Some(Self::task_response(store.as_ref(), &done).await?),
+        })
+    }
+
+    async fn list_audit_records(
+        &self,
+        request: Request<pb::ListAuditRecordsRequest>,
+    ) -> std::result::Result<Response<pb::ListAuditRecordsResponse>, Status> {
+        let req = request.into_inner();
+        let store = self.store.get()?;
+        store
+            .get_task(&req.task_id)
+            .await
+            .map_err(SyncError::from)?;
+        let page = store
+            .list_audit(&req.task_id, page_request(req.page_size, req.page_token)?)
+            .await
+            .map_err(SyncError::from)?;
+        ok(pb::ListAuditRecordsResponse {
+            records: page
+                .items
+                .iter()
+                .filter(|r| req.topic.is_empty() || r.topic == req.topic)
+                .map(audit_to_pb)
+                .collect(),
+            next_page_token: page.next_page_token.unwrap_or_default(),
+        })
+    }
+}
+
+/// Moves a task from state `from` to `to` with a compare-and-swap on its revision; the new
+/// revision fences any stage change decided under the old state.
+async fn set_state(
+    slot: &StoreSlot,
+    task_id: &str,
+    from: TaskState,
+    to: TaskState,
+) -> Result<pb::MigrationTask> {
+    let store = slot.get()?;
+    let task = store.get_task(task_id).await?;
+    if task.value.state != from {
+        return Err(SyncError::FailedPrecondition(format!(
+            "task {task_id} is {}, not {}",
+            task.value.state.as_str(),
+            from.as_str()
+        )));
+    }
+    let mut updated = task.value.clone();
+    updated.state = to;
+    updated.updated_at_ms = now_ms();
+    let saved = store.update_task(updated, task.revision).await?;
+    MigrationTasks::task_response(store.as_ref(), &saved).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namesrv_lists_are_checked() {
+        assert!(validate_namesrv_addrs("source", "127.0.0.1:9876;10.0.0.2:9876").is_ok());
+        assert!(validate_namesrv_addrs("source", "").is_err());
+        let err = validate_namesrv_addrs("source", "127.0.0.1")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("127.0.0.1"), "{err}");
+        assert!(validate_namesrv_addrs("source", "h:0").is_err());
+        assert!(validate_namesrv_addrs("source", "h:99999").is_err());
+    }
+
+    #[test]
+    fn cluster_names_name_the_bad_character() {
+        assert!(validate_cluster_name("target", "ClusterB").is_ok());
+        let err = validate_cluster_name("target", "a/b")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("'/'") && err.contains("at 1"), "{err}");
+        assert!(validate_cluster_name("target", "").is_err());
+    }
+}
