@@ -18,18 +18,20 @@ where
     F: Future<Output = ()> + Send,
 {
     let stop_metrics = CancellationToken::new();
-    let metrics = match metrics_addr {
-        Some(addr) => {
-            let token = stop_metrics.clone();
-            let (bound, handle) =
-                ferry_telemetry::metrics::serve_metrics(addr, async move { token.cancelled().await })
-                    .await
-                    .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?;
-            tracing::info!(%bound, "metrics endpoint listening on /metrics");
-            Some(handle)
-        }
-        None => None,
-    };
+    let metrics =
+        match metrics_addr {
+            Some(addr) => {
+                let token = stop_metrics.clone();
+                let (bound, handle) = ferry_telemetry::metrics::serve_metrics(addr, async move {
+                    token.cancelled().await
+                })
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?;
+                tracing::info!(%bound, "metrics endpoint listening on /metrics");
+                Some(handle)
+            }
+            None => None,
+        };
     tracing::info!(addr = %server.local_addr(), "gRPC listening");
     let served = server.serve(shutdown).await;
     stop_metrics.cancel();

@@ -1,0 +1,47 @@
+# Shared by scripts/*: cache locations and installers for the tools Ferry's tests need.
+# Tool installs live in a cache outside the repository, keyed by version, so a warm
+# machine (and CI's fresh clone on it) skips them.
+
+FERRY_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+export FERRY_CACHE="${FERRY_CACHE:-$HOME/.cache/ferry}"
+# Cargo's target dir is cached outside the clone so a fresh clone reuses the build.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$FERRY_CACHE/target}"
+BUF_VERSION="${BUF_VERSION:-1.75.0}"
+BUF_BIN="$FERRY_CACHE/tools/buf-$BUF_VERSION/node_modules/.bin/buf"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+apt_updated=""
+apt_install() {
+  # apt_install BINARY PACKAGE: installs PACKAGE unless BINARY is on PATH.
+  local bin="$1" pkg="$2"
+  command -v "$bin" >/dev/null 2>&1 && return 0
+  log "installing $pkg (for $bin)"
+  if [[ $(id -u) -ne 0 ]] && ! command -v sudo >/dev/null; then
+    die "$bin is missing and this user cannot install $pkg; run: apt-get install $pkg"
+  fi
+  local sudo=""; [[ $(id -u) -ne 0 ]] && sudo="sudo"
+  if [[ -z "$apt_updated" ]]; then $sudo apt-get update -qq >&2 || true; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$pkg" >&2 \
+    || die "could not install Debian package $pkg (needed for $bin)"
+  command -v "$bin" >/dev/null 2>&1 || die "$pkg installed but $bin is still not on PATH"
+}
+
+ensure_buf() {
+  if [[ ! -x "$BUF_BIN" ]]; then
+    command -v npm >/dev/null || die "npm is needed to install buf (@bufbuild/buf)"
+    log "installing buf $BUF_VERSION (npm @bufbuild/buf)"
+    mkdir -p "$(dirname "$(dirname "$(dirname "$BUF_BIN")")")"
+    (cd "$FERRY_CACHE/tools/buf-$BUF_VERSION" \
+      && npm install --silent --no-audit --no-fund "@bufbuild/buf@$BUF_VERSION" >&2) \
+      || die "could not install @bufbuild/buf@$BUF_VERSION from npm"
+  fi
+  "$BUF_BIN" --version >/dev/null || die "buf at $BUF_BIN does not run"
+}
+
+ensure_base_tools() {
+  apt_install etcd etcd-server
+  apt_install protoc protobuf-compiler
+  ensure_buf
+}
