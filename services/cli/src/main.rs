@@ -49,6 +49,11 @@ enum Command {
     /// Exit code 0 only when every service is SERVING.
     /// Example: ferry --addr http://127.0.0.1:7070 health --wait 30
     Health(commands::health::HealthArgs),
+    /// Seamless-migration tasks: create, inspect, move topics between stages, pause,
+    /// resume, roll back, complete, audit.
+    ///
+    /// Example: ferry task advance mt-1a2b3c4d5e6f Orders --force
+    Task(commands::task::TaskArgs),
 }
 
 #[tokio::main]
@@ -57,11 +62,16 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Standalone(args) => commands::standalone::run(args).await,
         Command::Health(args) => commands::health::run(&cli.addr, cli.output, args).await,
+        Command::Task(args) => commands::task::run(&cli.addr, cli.output, args).await,
     };
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            // A gRPC refusal reads best as the server's message plus its code.
+            match err.downcast_ref::<tonic::Status>() {
+                Some(status) => eprintln!("error: {} ({:?})", status.message(), status.code()),
+                None => eprintln!("error: {err:#}"),
+            }
             ExitCode::FAILURE
         }
     }

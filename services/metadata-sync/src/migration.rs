@@ -21,7 +21,9 @@ use ferry_api::service_names::MIGRATION_TASK;
 use ferry_core::names::is_valid_name_char;
 use ferry_core::{Direction, MigrationStep, Stage, TaskState, validate_topic};
 use ferry_server::pending::not_implemented;
-use ferry_store::{MigrationStore, MigrationTask, PageRequest, StageChange, TopicState, Versioned};
+use ferry_store::{
+    MigrationStore, MigrationTask, PageRequest, StageChange, StoreError, TopicState, Versioned,
+};
 use tonic::{Request, Response, Status};
 
 use crate::convert::*;
@@ -174,6 +176,17 @@ async fn change_one(
         Ok(current) => current,
         Err(err) => return refused(topic_ref.topic, None, err),
     };
+    // The caller decided on the stage it saw; if the topic moved since, the step computed
+    // from today's stage is not the one they asked for.
+    if topic_ref.expected_revision != 0 && topic_ref.expected_revision != current.revision {
+        let conflict = StoreError::Conflict {
+            what: format!("topic {} of task {}", topic_ref.topic, task.value.id),
+            key: String::new(),
+            expected: topic_ref.expected_revision,
+            actual: current.revision,
+        };
+        return refused(topic_ref.topic, Some(current.value.stage), conflict);
+    }
     let from = current.value.stage;
     let Some(to) = from.step(direction) else {
         let why = match direction {

@@ -2,3 +2,4 @@
 
 pub mod health;
 pub mod standalone;
+pub mod task;
