@@ -11,7 +11,7 @@ use crate::codes::ResponseCode;
 /// Result alias used throughout the crate.
 pub type Result<T, E = RemotingError> = std::result::Result<T, E>;
 
-/// Errors of the remoting protocol layer and of the (coming) async client/server.
+/// Errors of the remoting protocol layer and of the async client/server.
 ///
 /// `Clone` so that one connection failure can be handed to every request waiting on
 /// that connection.
@@ -59,6 +59,16 @@ pub enum RemotingError {
     #[error("connection to {addr} closed")]
     Closed { addr: String },
 
+    /// An address that cannot be used (e.g. an empty or port-less entry of a
+    /// `host:port;host:port` NameServer list).
+    #[error("invalid address {addr:?}: {reason}")]
+    InvalidAddress { addr: String, reason: String },
+
+    /// Every address of a list failed at the transport level; one error per address,
+    /// in the order they were tried, each naming its address and failure kind.
+    #[error("all {} addresses failed: {}", .errors.len(), join_errors(.errors))]
+    AllAddressesFailed { errors: Vec<RemotingError> },
+
     /// An I/O error without a known peer address (codec level). The client maps these
     /// to `Unreachable`/`Closed` with the address before handing them to callers.
     #[error("i/o error ({kind:?}): {message}")]
@@ -88,7 +98,8 @@ impl RemotingError {
             | RemotingError::Timeout { addr, .. }
             | RemotingError::Unreachable { addr, .. }
             | RemotingError::Remote { addr, .. }
-            | RemotingError::Closed { addr } => Some(addr),
+            | RemotingError::Closed { addr }
+            | RemotingError::InvalidAddress { addr, .. } => Some(addr),
             _ => None,
         }
     }
@@ -103,8 +114,17 @@ impl RemotingError {
                 | RemotingError::Unreachable { .. }
                 | RemotingError::Closed { .. }
                 | RemotingError::Io { .. }
+                | RemotingError::AllAddressesFailed { .. }
         )
     }
+}
+
+fn join_errors(errors: &[RemotingError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl From<std::io::Error> for RemotingError {

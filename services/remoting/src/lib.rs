@@ -13,6 +13,14 @@
 //! - [`headers`]: typed request headers with canonical Java ext-field keys.
 //! - [`acl`]: ACL 1.0 signing (`AclClientRPCHook`) with secret-redacting [`Credentials`].
 //!
+//! On top, the async (tokio) parts:
+//! - [`client`]: [`RemotingClient`], one multiplexed connection per address, opaque
+//!   matching, per-call timeouts, ACL signing of every request.
+//! - [`namesrv`]: [`NameServerClient`], Java-like sticky selection with failover over
+//!   a `host:port;host:port` list, typed NameServer calls.
+//! - [`admin`]: [`BrokerAdmin`], typed broker admin calls.
+//! - [`server`]: [`serve_connections`], bounded server-side framing for the router.
+//!
 //! Errors are one enum, [`RemotingError`]; peer-related variants name the address.
 //!
 //! # Fuzzing the frame decoder
@@ -27,7 +35,9 @@
 //! outcome; they print the number of frames and the elapsed time.
 
 pub mod acl;
+pub mod admin;
 pub mod body;
+pub mod client;
 pub mod codes;
 pub mod command;
 pub mod error;
@@ -35,15 +45,19 @@ pub mod fastjson;
 pub mod frame;
 pub mod headers;
 mod jsonw;
+pub mod namesrv;
 pub mod route;
+pub mod server;
 
-pub use acl::{Credentials, calc_signature, sign_request, signature_content};
+pub use acl::{Credentials, calc_signature, sign_request, signature_content, verify_request};
+pub use admin::BrokerAdmin;
 pub use body::{
     ConsumeStats, ConsumerConnection, DataVersion, GetConsumerListByGroupResponseBody, KVTable,
     MessageQueue, OffsetWrapper, ProducerConnection, SubscriptionGroupConfig,
     SubscriptionGroupWrapper, TopicConfig, TopicConfigSerializeWrapper, TopicList, TopicOffset,
     TopicStatsTable,
 };
+pub use client::{ClientConfig, RemotingClient};
 pub use codes::{
     FERRY_REMOTING_VERSION, LanguageCode, RequestCode, ResponseCode, SerializeType, mq_version,
 };
@@ -51,7 +65,9 @@ pub use command::{FLAG_ONEWAY, FLAG_RESPONSE, RemotingCommand};
 pub use error::{RemotingError, Result};
 pub use frame::{DEFAULT_MAX_FRAME_LENGTH, FrameCodec};
 pub use headers::CommandHeader;
+pub use namesrv::NameServerClient;
 pub use route::{
     BrokerData, ClusterInfo, QueueData, RouteDialect, TopicQueueMappingInfo, TopicRouteData,
     encode_cluster_info, encode_route,
 };
+pub use server::{RequestHandler, ServerConfig, serve_connections};
