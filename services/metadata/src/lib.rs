@@ -1,0 +1,1 @@
+//! Metadata file formats (placeholder; see the scanner work).
