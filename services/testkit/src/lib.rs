@@ -1,11 +1,15 @@
 //! Real parts for Ferry's tests.
 //!
 //! Ferry's tests run against the real things it talks to in production, not mocks: an `etcd`
-//! process here, and later RocketMQ NameServer/Broker processes. Every part
+//! process ([`EtcdProcess`]), RocketMQ clusters of NameServer + broker processes
+//! ([`rocketmq::RocketMqCluster`], [`rocketmq::TwoClusters`]) and, with the cargo feature
+//! `rocketmq-client`, real producers and consumers counting messages by key
+//! (`traffic::{TrafficProducer, TrafficConsumer, Ledger}`). Every part
 //!
-//! - is found on `PATH` (installed by `scripts/test` / `scripts/install-peers`); a missing
-//!   part is an **error that fails the test**, never a skip. Under CI (`CI=true`) this is the
-//!   same: see [`require_part`], the one place that builds that error;
+//! - is found on `PATH` (installed by `scripts/test`), or for the RocketMQ peers in the cache
+//!   `scripts/install-peers` fills; a missing part is an **error that fails the test**, never a
+//!   skip. Under CI (`CI=true`) this is the same: see [`require_part`], the one place that
+//!   builds that error;
 //! - listens on free loopback ports ([`free_port`]), so tests run in parallel;
 //! - keeps its data and log in a temporary directory, is killed when dropped, and when the
 //!   test is failing (the thread is panicking at drop) prints where its log is plus the last
@@ -22,6 +26,9 @@
 
 mod etcd;
 mod process;
+pub mod rocketmq;
+#[cfg(feature = "rocketmq-client")]
+pub mod traffic;
 
 pub use etcd::EtcdProcess;
 pub use process::ServiceProcess;
@@ -52,6 +59,10 @@ pub enum TestkitError {
     /// A process did something a test did not expect (exited early, ignored SIGTERM, ...).
     #[error("{what}; last log lines:\n{log_tail}")]
     Failed { what: String, log_tail: String },
+    /// A request to a part failed or was answered with an error (raw RocketMQ remoting,
+    /// a client send, a wait for messages that did not arrive).
+    #[error("{what}: {reason}")]
+    Request { what: String, reason: String },
 }
 
 /// Result of testkit operations.
