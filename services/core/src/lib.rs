@@ -13,6 +13,8 @@
 //! - [`limits`]: per-task item limits and target quotas; items over them are reported, not
 //!   dropped.
 //! - [`targets`]: target type (4.x/5.x) and the seamless-migration task's steps and states.
+//! - [`readiness`]: whether a topic may change stage now (no message can be stranded), from
+//!   measured facts, with every reason that blocks it.
 //! - [`error`]: the crate's one error type.
 
 /// `Display` and a case-insensitive `FromStr` from an enum's `ALL` and `as_str`.
@@ -43,6 +45,7 @@ pub mod limits;
 pub mod names;
 pub mod perm;
 pub mod queues;
+pub mod readiness;
 pub mod results;
 pub mod stage;
 pub mod targets;
@@ -64,6 +67,7 @@ pub use perm::{
     route_perms,
 };
 pub use queues::{ClampedQueues, MAX_QUEUE_NUMS, MIN_QUEUE_NUMS, clamp_queue_nums};
+pub use readiness::{Readiness, ReadinessPolicy, Reason, ReasonCode, TopicFacts};
 pub use results::{ItemKind, ItemResult, ProgressCounts, TaskStatus, roll_up};
 pub use stage::{Direction, Stage};
 pub use targets::{MigrationStep, TargetType, TaskState};

@@ -5,24 +5,32 @@
 //! conditioned on the topic's revision and fenced by the task's revision, with an audit
 //! record); pause, resume, whole-task rollback and completion; the audit log.
 //!
-//! Readiness comes from the health-check service, which arrives with later work. Until then
-//! readiness is *unknown*, and a stage change is refused unless the caller forces it (the
-//! audit records it as forced): moving a topic without proof that no message is stranded is
-//! the operator's explicit decision, never Ferry's default. Steps 1–3 (connect, import,
-//! switch access point) answer `UNIMPLEMENTED` naming the work that brings them.
+//! Readiness is measured by the health-check service and stored per topic
+//! (`task-readiness/<task>/<topic>`). A change without `force` happens only when that record
+//! says ready for exactly this direction, was measured against the topic's current revision
+//! (so for its current stage, after the last change), and is fresh (at most
+//! `readiness_max_age` old, default 30 s); otherwise it is refused with the reasons. `force`
+//! overrides, and the audit records the change as forced whenever readiness was not proven:
+//! moving a topic without proof that no message is stranded is the operator's explicit
+//! decision, never Ferry's default. Steps 1–3 (connect, import, switch access point) answer
+//! `UNIMPLEMENTED` naming the work that brings them.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
+use ferry_api::common::v1 as pb_common;
 use ferry_api::metadata_sync::v1 as pb;
 use ferry_api::metadata_sync::v1::migration_task_service_server::{
     MigrationTaskService, MigrationTaskServiceServer,
 };
 use ferry_api::service_names::MIGRATION_TASK;
 use ferry_core::names::is_valid_name_char;
+use ferry_core::readiness::{Readiness, ReasonCode};
 use ferry_core::{Direction, MigrationStep, Stage, TaskState, validate_topic};
 use ferry_server::pending::not_implemented;
 use ferry_store::{
-    MigrationStore, MigrationTask, PageRequest, StageChange, StoreError, TopicState, Versioned,
+    FerryStore, MigrationStore, MigrationTask, PageRequest, ReadinessRecord, StageChange,
+    StoreError, TopicState, Versioned,
 };
 use tonic::{Request, Response, Status};
 
@@ -40,15 +48,29 @@ const ANONYMOUS: &str = "anonymous";
 const STEPS_ARRIVE_WITH: &str =
     "the scanner, import and migration-control work (issues #5, #6, #8)";
 
+/// How old a stored readiness may be and still allow a change without `force`: well above
+/// the health checker's scan interval (10 s), well below the clients' route poll interval.
+pub const DEFAULT_READINESS_MAX_AGE: Duration = Duration::from_secs(30);
+
 /// The migration-task gRPC service.
 #[derive(Clone)]
 pub struct MigrationTasks {
     store: StoreSlot,
+    readiness_max_age: Duration,
 }
 
 impl MigrationTasks {
     pub fn new(store: StoreSlot) -> Self {
-        MigrationTasks { store }
+        MigrationTasks {
+            store,
+            readiness_max_age: DEFAULT_READINESS_MAX_AGE,
+        }
+    }
+
+    /// Sets how old a stored readiness may be for a change without `force`.
+    pub fn with_readiness_max_age(mut self, max_age: Duration) -> Self {
+        self.readiness_max_age = max_age;
+        self
     }
 
     /// The tonic service to add to a server.
@@ -98,8 +120,11 @@ impl MigrationTasks {
                 store.as_ref(),
                 &task,
                 topic_ref,
-                direction,
-                change.force,
+                Gatekeeping {
+                    direction,
+                    force: change.force,
+                    max_age: self.readiness_max_age,
+                },
                 &actor,
                 reason.clone(),
             )
@@ -163,15 +188,161 @@ fn refused(topic: String, stage: Option<Stage>, error: impl ToString) -> pb::Sta
     }
 }
 
-async fn change_one(
-    store: &dyn MigrationStore,
-    task: &Versioned<MigrationTask>,
-    topic_ref: pb::TopicRef,
+fn reason_code_to_pb(code: ReasonCode) -> pb_common::ReadinessReasonCode {
+    use pb_common::ReadinessReasonCode as P;
+    match code {
+        ReasonCode::SourceBacklog => P::SourceBacklog,
+        ReasonCode::TargetBacklog => P::TargetBacklog,
+        ReasonCode::ClientsNotSwitched => P::ClientsNotSwitched,
+        ReasonCode::DwellTooShort => P::DwellTooShort,
+        ReasonCode::SourceWritesSeen => P::SourceWritesSeen,
+        ReasonCode::TargetTopicMissing => P::TargetTopicMissing,
+        ReasonCode::TargetGroupMissing => P::TargetGroupMissing,
+        ReasonCode::ClusterUnreachable => P::ClusterUnreachable,
+        ReasonCode::BrokerNameCollision => P::BrokerNameCollision,
+        ReasonCode::TaskPaused => P::TaskPaused,
+        ReasonCode::NoSuchStage => P::NoSuchStage,
+    }
+}
+
+fn readiness_to_pb(r: &Readiness, checked_at_ms: i64) -> pb_common::Readiness {
+    pb_common::Readiness {
+        to_stage: r
+            .to
+            .map(stage_to_pb)
+            .unwrap_or(pb_common::Stage::Unspecified) as i32,
+        ready: r.ready,
+        reasons: r
+            .reasons
+            .iter()
+            .map(|reason| pb_common::ReadinessReason {
+                code: reason_code_to_pb(reason.code) as i32,
+                detail: reason.detail.clone(),
+            })
+            .collect(),
+        checked_at: timestamp(checked_at_ms),
+    }
+}
+
+/// How a change is decided: its direction, whether the caller forces it, and how old a
+/// stored readiness may be.
+#[derive(Debug, Clone, Copy)]
+struct Gatekeeping {
     direction: Direction,
     force: bool,
+    max_age: Duration,
+}
+
+/// What the stored readiness says about one change.
+#[derive(Debug, Clone, PartialEq)]
+enum Gate {
+    /// Proven ready: fresh, for the topic's current revision, ready in this direction.
+    Ready(pb_common::Readiness),
+    /// Not proven: why, and the readiness that was looked at, if any.
+    Refused {
+        why: String,
+        readiness: Option<pb_common::Readiness>,
+    },
+}
+
+impl Gate {
+    fn readiness(&self) -> Option<pb_common::Readiness> {
+        match self {
+            Gate::Ready(r) => Some(r.clone()),
+            Gate::Refused { readiness, .. } => readiness.clone(),
+        }
+    }
+}
+
+/// Decides a change `from -> to` of a topic at `revision` from its stored readiness. Only a
+/// record measured against this very revision (so after the last stage change), at most
+/// `max_age` old, saying ready for this direction, lets the change through.
+fn gate(
+    record: Option<&ReadinessRecord>,
+    revision: i64,
+    (from, to): (Stage, Stage),
+    direction: Direction,
+    now_ms: i64,
+    max_age: Duration,
+) -> Gate {
+    let force_hint = "force the change to take responsibility for it";
+    let Some(record) = record else {
+        return Gate::Refused {
+            why: format!(
+                "readiness of {from} -> {to} is unknown: the health checker has not measured this topic (is ferry-health-check running?); {force_hint}"
+            ),
+            readiness: None,
+        };
+    };
+    if !record.is_for_revision(revision) || record.stage != from {
+        return Gate::Refused {
+            why: format!(
+                "readiness of {from} -> {to} is unknown: the last measurement was for {} at revision {}, the topic is now at revision {revision}; wait for the next readiness scan or run CheckTopics, or {force_hint}",
+                record.stage, record.topic_revision
+            ),
+            readiness: None,
+        };
+    }
+    let readiness = match direction {
+        Direction::Advance => &record.next,
+        Direction::Rollback => &record.previous,
+    };
+    let as_pb = readiness_to_pb(readiness, record.checked_at_ms);
+    let age_ms = now_ms - record.checked_at_ms;
+    // A timestamp from the future counts as old as its distance: a skewed clock must not keep
+    // a record fresh forever.
+    if age_ms.unsigned_abs() > max_age.as_millis() as u64 {
+        return Gate::Refused {
+            why: format!(
+                "readiness of {from} -> {to} was measured {:.1} s ago, more than the {:.1} s allowed (is ferry-health-check running?); run CheckTopics or wait for the next scan, or {force_hint}",
+                age_ms as f64 / 1000.0,
+                max_age.as_secs_f64()
+            ),
+            readiness: Some(as_pb),
+        };
+    }
+    if readiness.to != Some(to) {
+        return Gate::Refused {
+            why: format!(
+                "readiness of {from} -> {to} is unknown: the stored readiness is for a change to {}; {force_hint}",
+                readiness
+                    .to
+                    .map_or("nothing".to_string(), |s| s.to_string())
+            ),
+            readiness: Some(as_pb),
+        };
+    }
+    if !readiness.ready {
+        let codes: Vec<&str> = readiness
+            .codes()
+            .into_iter()
+            .map(ReasonCode::as_str)
+            .collect();
+        return Gate::Refused {
+            why: format!(
+                "not ready for {from} -> {to} ({}): {}",
+                codes.join(", "),
+                readiness.summary()
+            ),
+            readiness: Some(as_pb),
+        };
+    }
+    Gate::Ready(as_pb)
+}
+
+async fn change_one(
+    store: &dyn FerryStore,
+    task: &Versioned<MigrationTask>,
+    topic_ref: pb::TopicRef,
+    gk: Gatekeeping,
     actor: &str,
     reason: Option<String>,
 ) -> pb::StageChangeResult {
+    let Gatekeeping {
+        direction,
+        force,
+        max_age,
+    } = gk;
     let current = match store.get_topic(&task.value.id, &topic_ref.topic).await {
         Ok(current) => current,
         Err(err) => return refused(topic_ref.topic, None, err),
@@ -199,15 +370,31 @@ async fn change_one(
             format!("topic is {from}: {why}"),
         );
     };
-    if !force {
-        return refused(
-            topic_ref.topic,
-            Some(from),
-            format!(
-                "readiness of {from} -> {to} is unknown: readiness checks arrive with the \
-                 health-check work (issue #8); force the change to take responsibility for it"
-            ),
-        );
+    let decided = match store.get_readiness(&task.value.id, &topic_ref.topic).await {
+        Ok(record) => gate(
+            record.as_ref(),
+            current.revision,
+            (from, to),
+            direction,
+            now_ms(),
+            max_age,
+        ),
+        Err(err) => Gate::Refused {
+            why: format!("readiness of {from} -> {to} could not be read: {err}"),
+            readiness: None,
+        },
+    };
+    let proven = matches!(decided, Gate::Ready(_));
+    let readiness = decided.readiness();
+    if let Gate::Refused { why, .. } = &decided {
+        if !force {
+            tracing::info!(task = %task.value.id, topic = %topic_ref.topic, %from, %to, why = %why, "stage change refused");
+            return pb::StageChangeResult {
+                readiness,
+                ..refused(topic_ref.topic, Some(from), why)
+            };
+        }
+        tracing::warn!(task = %task.value.id, topic = %topic_ref.topic, %from, %to, why = %why, actor, "stage change forced although readiness is not proven");
     }
     let expected_revision = match topic_ref.expected_revision {
         0 => current.revision,
@@ -219,13 +406,14 @@ async fn change_one(
         expected_revision,
         to,
         actor: actor.to_string(),
-        forced: force,
+        // Forced means "made without proof": a forced change of a proven-ready topic is not.
+        forced: !proven,
         reason,
         task_revision: Some(task.revision),
     };
     match store.change_stage(change).await {
         Ok(updated) => {
-            tracing::info!(task = %task.value.id, topic = %topic_ref.topic, %from, %to, actor, forced = force, "stage changed");
+            tracing::info!(task = %task.value.id, topic = %topic_ref.topic, %from, %to, actor, forced = !proven, "stage changed");
             pb::StageChangeResult {
                 topic: topic_ref.topic,
                 changed: true,
@@ -233,10 +421,13 @@ async fn change_one(
                 to_stage: stage_to_pb(to) as i32,
                 revision: updated.revision,
                 error: String::new(),
-                readiness: None,
+                readiness,
             }
         }
-        Err(err) => refused(topic_ref.topic, Some(from), err),
+        Err(err) => pb::StageChangeResult {
+            readiness,
+            ..refused(topic_ref.topic, Some(from), err)
+        },
     }
 }
 
@@ -489,13 +680,27 @@ impl MigrationTaskService for MigrationTasks {
             .list_topics(&req.task_id, page_request(req.page_size, req.page_token)?)
             .await
             .map_err(SyncError::from)?;
+        let mut topics = Vec::new();
+        for t in page
+            .items
+            .iter()
+            .filter(|t| wanted.is_empty() || wanted.contains(&t.value.stage))
+        {
+            let mut stage = topic_to_pb(t);
+            // Last known readiness, only when measured for the topic's current revision.
+            let record = store
+                .get_readiness(&req.task_id, &t.value.topic)
+                .await
+                .map_err(SyncError::from)?
+                .filter(|r| r.is_for_revision(t.revision));
+            if let Some(r) = record {
+                stage.next = Some(readiness_to_pb(&r.next, r.checked_at_ms));
+                stage.previous = Some(readiness_to_pb(&r.previous, r.checked_at_ms));
+            }
+            topics.push(stage);
+        }
         ok(pb::ListTopicStagesResponse {
-            topics: page
-                .items
-                .iter()
-                .filter(|t| wanted.is_empty() || wanted.contains(&t.value.stage))
-                .map(topic_to_pb)
-                .collect(),
+            topics,
             next_page_token: page.next_page_token.unwrap_or_default(),
         })
     }
@@ -771,6 +976,110 @@ async fn set_state(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ferry_core::readiness::{Fact, ReadinessPolicy, TopicFacts, assess_both};
+
+    const NOW: i64 = 1_700_000_100_000;
+    const MAX_AGE: Duration = DEFAULT_READINESS_MAX_AGE;
+
+    fn record(
+        stage: Stage,
+        revision: i64,
+        checked_at_ms: i64,
+        facts: &TopicFacts,
+    ) -> ReadinessRecord {
+        let (next, previous) = assess_both(stage, facts, &ReadinessPolicy::default());
+        ReadinessRecord {
+            task_id: "t".into(),
+            topic: "T".into(),
+            stage,
+            topic_revision: revision,
+            next,
+            previous,
+            checked_at_ms,
+            source_watch: None,
+        }
+    }
+
+    fn clear() -> TopicFacts {
+        TopicFacts::all_clear(Duration::from_secs(120), Duration::from_secs(60))
+    }
+
+    fn step(from: Stage, dir: Direction) -> (Stage, Stage) {
+        (from, from.step(dir).unwrap())
+    }
+
+    #[test]
+    fn gate_allows_only_fresh_ready_readiness_of_the_current_revision() {
+        let adv = Direction::Advance;
+        let ok = record(Stage::DualRead, 7, NOW - 5_000, &clear());
+        let fwd = step(Stage::DualRead, adv);
+        assert!(matches!(
+            gate(Some(&ok), 7, fwd, adv, NOW, MAX_AGE),
+            Gate::Ready(_)
+        ));
+        // Rollback uses the other half of the record.
+        let back = step(Stage::DualRead, Direction::Rollback);
+        assert!(matches!(
+            gate(Some(&ok), 7, back, Direction::Rollback, NOW, MAX_AGE),
+            Gate::Ready(r) if r.to_stage == pb_common::Stage::Initial as i32
+        ));
+
+        let refused = |g: Gate| match g {
+            Gate::Refused { why, readiness } => (why, readiness),
+            Gate::Ready(_) => panic!("must be refused"),
+        };
+        let (why, r) = refused(gate(None, 7, fwd, adv, NOW, MAX_AGE));
+        assert!(
+            why.contains("readiness of DUAL_READ -> DUAL_WRITE is unknown") && r.is_none(),
+            "{why}"
+        );
+        // Measured for an older revision (the stage changed since): stale.
+        let (why, _) = refused(gate(Some(&ok), 9, fwd, adv, NOW, MAX_AGE));
+        assert!(
+            why.contains("revision 7") && why.contains("revision 9"),
+            "{why}"
+        );
+        // Too old, or from too far in the future.
+        let old = record(Stage::DualRead, 7, NOW - 31_000, &clear());
+        let (why, r) = refused(gate(Some(&old), 7, fwd, adv, NOW, MAX_AGE));
+        assert!(why.contains("31.0 s ago") && r.is_some(), "{why}");
+        let future = record(Stage::DualRead, 7, NOW + 60_000, &clear());
+        refused(gate(Some(&future), 7, fwd, adv, NOW, MAX_AGE));
+        // Not ready: the codes and details are in the error, the readiness is returned.
+        let facts = TopicFacts {
+            target_topic_exists: Fact::Known(false),
+            dwell: Some(Duration::from_secs(3)),
+            ..clear()
+        };
+        let blocked = record(Stage::DualRead, 7, NOW - 1_000, &facts);
+        let (why, r) = refused(gate(Some(&blocked), 7, fwd, adv, NOW, MAX_AGE));
+        assert!(
+            why.starts_with("not ready for DUAL_READ -> DUAL_WRITE ("),
+            "{why}"
+        );
+        assert!(
+            why.contains("DWELL_TOO_SHORT") && why.contains("TARGET_TOPIC_MISSING"),
+            "{why}"
+        );
+        let r = r.unwrap();
+        assert!(!r.ready && r.reasons.len() == 2);
+        assert_eq!(
+            r.reasons[0].code,
+            pb_common::ReadinessReasonCode::DwellTooShort as i32
+        );
+    }
+
+    #[test]
+    fn every_reason_code_maps_to_its_api_name() {
+        for code in ReasonCode::ALL {
+            assert_eq!(
+                reason_code_to_pb(code)
+                    .as_str_name()
+                    .trim_start_matches("READINESS_REASON_CODE_"),
+                code.as_str()
+            );
+        }
+    }
 
     #[test]
     fn namesrv_lists_are_checked() {

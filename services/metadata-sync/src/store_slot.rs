@@ -1,5 +1,5 @@
-//! The store as seen by request handlers: present once connected, with the last connection
-//! error until then.
+//! The store (stages, tasks and readiness) as seen by request handlers: present once
+//! connected, with the last connection error until then.
 //!
 //! A service must start serving (health NOT_SERVING) even when etcd is down, and connect in
 //! the background with backoff; handlers answer `UNAVAILABLE` naming the etcd address
@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use ferry_store::MigrationStore;
+use ferry_store::FerryStore;
 use tokio::sync::watch;
 
 use crate::error::{Result, SyncError};
@@ -15,7 +15,7 @@ use crate::error::{Result, SyncError};
 #[derive(Clone)]
 enum State {
     Connecting(String),
-    Ready(Arc<dyn MigrationStore>),
+    Ready(Arc<dyn FerryStore>),
 }
 
 /// Read side: cheap to clone, one per handler.
@@ -31,7 +31,7 @@ pub struct StoreSlotWriter {
 
 impl StoreSlot {
     /// A slot that already holds a store (embedded store, tests).
-    pub fn ready(store: Arc<dyn MigrationStore>) -> Self {
+    pub fn ready(store: Arc<dyn FerryStore>) -> Self {
         let (tx, rx) = watch::channel(State::Ready(store));
         drop(tx);
         StoreSlot { rx }
@@ -44,7 +44,7 @@ impl StoreSlot {
     }
 
     /// The store, or `UNAVAILABLE` with the last connection error.
-    pub fn get(&self) -> Result<Arc<dyn MigrationStore>> {
+    pub fn get(&self) -> Result<Arc<dyn FerryStore>> {
         match &*self.rx.borrow() {
             State::Ready(store) => Ok(store.clone()),
             State::Connecting(err) => Err(SyncError::StoreUnavailable(err.clone())),
@@ -59,7 +59,7 @@ impl StoreSlotWriter {
     }
 
     /// Publishes the connected store.
-    pub fn set(&self, store: Arc<dyn MigrationStore>) {
+    pub fn set(&self, store: Arc<dyn FerryStore>) {
         self.tx.send_replace(State::Ready(store));
     }
 }

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use ferry_api::common::v1::{ClusterEndpoint, Stage, TargetType};
+use ferry_api::common::v1::{ClusterEndpoint, Readiness, ReadinessReasonCode, Stage, TargetType};
 use ferry_api::metadata_sync::v1 as pb;
 use ferry_api::metadata_sync::v1::migration_task_service_client::MigrationTaskServiceClient;
 use serde_json::{Value, json};
@@ -535,6 +535,7 @@ fn show_topics(output: OutputFormat, topics: &[pb::TopicStage]) -> anyhow::Resul
                     json!({
                         "topic": t.topic, "stage": stage_name(t.stage), "revision": t.revision,
                         "updated_at": time(&t.updated_at), "updated_by": t.updated_by,
+                        "next": readiness_json(&t.next), "previous": readiness_json(&t.previous),
                     })
                 })
                 .collect::<Vec<_>>(),
@@ -549,10 +550,17 @@ fn show_topics(output: OutputFormat, topics: &[pb::TopicStage]) -> anyhow::Resul
                         t.revision.to_string(),
                         time(&t.updated_at),
                         t.updated_by.clone(),
+                        readiness_cell(&t.next),
+                        readiness_cell(&t.previous),
                     ]
                 })
                 .collect();
-            print_table(&["TOPIC", "STAGE", "REVISION", "UPDATED", "BY"], &rows);
+            print_table(
+                &[
+                    "TOPIC", "STAGE", "REVISION", "UPDATED", "BY", "NEXT", "PREVIOUS",
+                ],
+                &rows,
+            );
             Ok(())
         }
     }
@@ -562,7 +570,44 @@ fn change_json(r: &pb::StageChangeResult) -> Value {
     json!({
         "topic": r.topic, "changed": r.changed, "from": stage_name(r.from_stage),
         "to": stage_name(r.to_stage), "revision": r.revision, "error": r.error,
+        "readiness": readiness_json(&r.readiness),
     })
+}
+
+/// "SOURCE_BACKLOG" for READINESS_REASON_CODE_SOURCE_BACKLOG.
+fn reason_name(code: i32) -> String {
+    ReadinessReasonCode::try_from(code)
+        .map(|c| {
+            c.as_str_name()
+                .trim_start_matches("READINESS_REASON_CODE_")
+                .to_string()
+        })
+        .unwrap_or_else(|_| format!("?{code}"))
+}
+
+fn readiness_json(r: &Option<Readiness>) -> Value {
+    match r {
+        None => Value::Null,
+        Some(r) => json!({
+            "to": stage_name(r.to_stage), "ready": r.ready, "checked_at": time(&r.checked_at),
+            "reasons": r.reasons.iter().map(|x| json!({
+                "code": reason_name(x.code), "detail": x.detail,
+            })).collect::<Vec<_>>(),
+        }),
+    }
+}
+
+/// `ready`, `not ready: CODE, CODE`, or `-` when not measured.
+fn readiness_cell(r: &Option<Readiness>) -> String {
+    match r {
+        None => "-".into(),
+        Some(r) if r.ready => "ready".into(),
+        Some(r) => {
+            let mut codes: Vec<String> = r.reasons.iter().map(|x| reason_name(x.code)).collect();
+            codes.dedup();
+            format!("not ready: {}", codes.join(", "))
+        }
+    }
 }
 
 /// Prints per-topic results; the exit code is non-zero when any topic did not change.
@@ -584,15 +629,31 @@ fn show_changes(
                             "NOT changed".into()
                         },
                         format!("{} -> {}", stage_name(r.from_stage), stage_name(r.to_stage)),
-                        if r.changed {
-                            r.revision.to_string()
-                        } else {
-                            r.error.clone()
+                        match &r.readiness {
+                            _ if r.changed => r.revision.to_string(),
+                            Some(rd) if !rd.ready && !rd.reasons.is_empty() => {
+                                readiness_cell(&r.readiness)
+                            }
+                            _ => r.error.clone(),
                         },
                     ]
                 })
                 .collect();
             print_table(&["TOPIC", "RESULT", "STAGE", "REVISION / WHY NOT"], &rows);
+            // Every reason with what was measured, one per line, under the table.
+            for r in results.iter().filter(|r| !r.changed) {
+                let Some(rd) = r.readiness.as_ref().filter(|rd| !rd.ready) else {
+                    continue;
+                };
+                for reason in &rd.reasons {
+                    println!(
+                        "  {}: {}: {}",
+                        r.topic,
+                        reason_name(reason.code),
+                        reason.detail
+                    );
+                }
+            }
         }
     }
     let all = results.iter().all(|r| r.changed);
