@@ -1,29 +1,609 @@
-//! `ImportTaskService`: import tasks with per-item results. The importer arrives with the
-//! import work; until then every RPC answers `UNIMPLEMENTED` saying so.
+//! `ImportTaskService`: import tasks that create topics and consumer groups on a target
+//! cluster, with one result per item (PRODUCT.md §2).
+//!
+//! - [`source`]: the engine's input, a list of topic and group specs, and the adapters from
+//!   export JSON, `.xlsx` and scanner snapshots (bad input is refused before anything is
+//!   stored or created, naming the file and field or row);
+//! - [`plan`]: selection, target names and namespaces, per-task limit, naming rules, queue
+//!   clamping — the results decided before touching the target;
+//! - [`engine`]: the run against the target (pre-check, quota, batches, read-back);
+//! - [`target`]: the target cluster's masters and admin calls;
+//! - [`slot`]: the store handle; [`pb`]: gRPC conversions.
+//!
+//! A task runs under a lease-bound claim in the store. Creating or retrying a task claims and
+//! starts it at once; a resume loop ([`ImportTasks::start_resuming`]) picks up every task with
+//! work left whose claim is free — after a restart, or when another replica died — so a
+//! restart in the middle of a task finishes it without creating anything twice.
 
+pub mod engine;
+pub mod pb;
+pub mod plan;
+pub mod slot;
+pub mod source;
+pub mod target;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ferry_api::metadata_sync::v1 as api;
+use ferry_api::metadata_sync::v1::create_import_task_request::Source;
 use ferry_api::metadata_sync::v1::import_task_service_server::{
     ImportTaskService, ImportTaskServiceServer,
 };
-use ferry_api::metadata_sync::v1::*;
+use ferry_core::{TaskLimits, TaskStatus, validate_namespace};
+use ferry_remoting::{ClientConfig, NameServerClient, RemotingClient};
+use ferry_store::imports::{ItemCause, StoredCredentials, new_import_id};
+use ferry_store::{
+    ImportClaim, ImportItem, ImportStore, ImportTask, ImportTaskType, ImportWrite, ItemFilter,
+    PageRequest, StoreError, TargetQuota,
+};
+use tokio::sync::Semaphore;
+use tonic::{Request, Response, Status};
 
-/// The import-task gRPC service.
-#[derive(Debug, Clone, Default)]
-pub struct ImportTasks;
+use crate::convert::page_request;
+use crate::error::{Result, SyncError};
+pub use engine::EngineSettings;
+pub use slot::{ImportBackend, ImportSlot, ImportSlotWriter};
+use target::Timeouts;
 
-impl ImportTasks {
-    /// The tonic service to add to a server.
-    pub fn into_service(self) -> ImportTaskServiceServer<Self> {
-        ImportTaskServiceServer::new(self)
+/// Largest request accepted (an uploaded file travels in it).
+const MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
+/// Default page sizes (the proto's `0 = server default`).
+const TASK_PAGE: u32 = 50;
+const ITEM_PAGE: u32 = 100;
+/// Longest cluster name accepted (it names store keys).
+const MAX_CLUSTER_NAME_LEN: usize = 127;
+
+/// How imports run. The defaults suit production; tests may shorten the TTL and sweep.
+#[derive(Debug, Clone, Copy)]
+pub struct ImportSettings {
+    /// Items per broker batch (and per in-flight mark in the store).
+    pub batch_items: usize,
+    /// Lease of a runner's claim: how long a dead runner's task waits before another
+    /// runner resumes it.
+    pub claim_ttl_secs: i64,
+    /// How often the resume loop looks for tasks with work left and a free claim.
+    pub sweep_every: Duration,
+    /// Tasks run at once by this process.
+    pub max_parallel_runs: usize,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+impl Default for ImportSettings {
+    fn default() -> Self {
+        ImportSettings {
+            batch_items: 250,
+            claim_ttl_secs: 5,
+            sweep_every: Duration::from_secs(2),
+            max_parallel_runs: 4,
+            connect_timeout: Duration::from_secs(3),
+            request_timeout: Duration::from_secs(5),
+        }
     }
 }
 
-ferry_server::pending_service! {
-    impl ImportTaskService for ImportTasks;
-    service ferry_api::service_names::IMPORT_TASK,
-        arrives_with "the metadata import work (issue #6)";
-    create_import_task(CreateImportTaskRequest) -> CreateImportTaskResponse;
-    get_import_task(GetImportTaskRequest) -> GetImportTaskResponse;
-    list_import_tasks(ListImportTasksRequest) -> ListImportTasksResponse;
-    list_import_items(ListImportItemsRequest) -> ListImportItemsResponse;
-    retry_import_task(RetryImportTaskRequest) -> RetryImportTaskResponse;
+impl ImportSettings {
+    fn engine(&self) -> EngineSettings {
+        EngineSettings {
+            batch_items: self.batch_items,
+            timeouts: Timeouts {
+                connect: self.connect_timeout,
+                request: self.request_timeout,
+            },
+        }
+    }
+}
+
+/// The import-task gRPC service and the runners of its tasks.
+#[derive(Clone)]
+pub struct ImportTasks {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    slot: ImportSlot,
+    settings: ImportSettings,
+    runs: Arc<Semaphore>,
+    /// Tasks this process is running (claimed), so the sweep does not try them again.
+    running: Mutex<HashSet<String>>,
+    /// One run at a time per target cluster, so two tasks cannot both fit the same quota room.
+    targets: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl ImportTasks {
+    pub fn new(slot: ImportSlot, settings: ImportSettings) -> Self {
+        ImportTasks {
+            inner: Arc::new(Inner {
+                slot,
+                runs: Arc::new(Semaphore::new(settings.max_parallel_runs.max(1))),
+                settings,
+                running: Mutex::new(HashSet::new()),
+                targets: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The tonic service to add to a server.
+    pub fn into_service(self) -> ImportTaskServiceServer<Self> {
+        ImportTaskServiceServer::new(self).max_decoding_message_size(MAX_REQUEST_BYTES)
+    }
+
+    /// Starts the resume loop: once the store is reachable, and then every
+    /// [`ImportSettings::sweep_every`], runs each task with work left whose claim is free.
+    pub fn start_resuming(&self) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let Some(store) = this.inner.slot.wait().await else {
+                return;
+            };
+            let mut ticker = tokio::time::interval(this.inner.settings.sweep_every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                if let Err(e) = this.sweep(store.as_ref()).await {
+                    tracing::warn!(error = %e, "import resume sweep failed; trying again later");
+                }
+            }
+        })
+    }
+
+    /// One pass of the resume loop.
+    async fn sweep(&self, store: &dyn ImportBackend) -> Result<()> {
+        for id in store.active_imports().await? {
+            if self.inner.runs.available_permits() == 0 {
+                return Ok(());
+            }
+            if lock(&self.inner.running).contains(&id) || store.import_claimed(&id).await? {
+                continue;
+            }
+            if let Some(claim) = store
+                .claim_import(&id, self.inner.settings.claim_ttl_secs)
+                .await?
+            {
+                tracing::info!(task = %id, "resuming import task");
+                self.spawn_run(claim);
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs a claimed task in the background.
+    fn spawn_run(&self, claim: ImportClaim) {
+        let this = self.clone();
+        let id = claim.task_id().to_string();
+        lock(&self.inner.running).insert(id.clone());
+        tokio::spawn(async move {
+            let outcome = this.run_claimed(claim).await;
+            lock(&this.inner.running).remove(&id);
+            match outcome {
+                Ok(status) => tracing::info!(task = %id, %status, "import task ran"),
+                Err(e) => {
+                    tracing::warn!(task = %id, error = %e, "import run stopped; it resumes later")
+                }
+            }
+        });
+    }
+
+    async fn run_claimed(&self, claim: ImportClaim) -> Result<TaskStatus> {
+        let store = self.inner.slot.get()?;
+        let _permit =
+            self.inner.runs.clone().acquire_owned().await.map_err(|_| {
+                SyncError::FailedPrecondition("import runner is shutting down".into())
+            })?;
+        let target = store
+            .get_import(claim.task_id())
+            .await?
+            .value
+            .target_cluster;
+        let target_lock = lock(&self.inner.targets).entry(target).or_default().clone();
+        let _serial = target_lock.lock().await;
+        let store: Arc<dyn ImportStore> = store;
+        engine::run(store, claim, self.inner.settings.engine()).await
+    }
+
+    /// Claims a task just created or reopened and starts it; if another runner holds it,
+    /// that runner (or the resume loop) finishes it.
+    async fn start(&self, store: &dyn ImportBackend, id: &str) -> Result<()> {
+        match store
+            .claim_import(id, self.inner.settings.claim_ttl_secs)
+            .await?
+        {
+            Some(claim) => self.spawn_run(claim),
+            None => tracing::info!(task = %id, "import task is claimed elsewhere"),
+        }
+        Ok(())
+    }
+
+    async fn create(&self, req: api::CreateImportTaskRequest) -> Result<ImportTask> {
+        let received = std::time::Instant::now();
+        let store = self.inner.slot.get()?;
+        let task_type = pb::task_type_from_pb(req.r#type)?;
+        let namespace = match task_type {
+            ImportTaskType::IntoNamespace => {
+                if req.namespace.is_empty() {
+                    return Err(SyncError::InvalidArgument(
+                        "namespace is required for IMPORT_TASK_TYPE_INTO_NAMESPACE".into(),
+                    ));
+                }
+                validate_namespace(&req.namespace).map_err(ferry_core::CoreError::from)?;
+                Some(req.namespace.clone())
+            }
+            ImportTaskType::ClusterMigration => {
+                if !req.namespace.is_empty() {
+                    return Err(SyncError::InvalidArgument(
+                        "namespace is only for IMPORT_TASK_TYPE_INTO_NAMESPACE: a cluster migration takes each name's namespace from the name itself".into(),
+                    ));
+                }
+                None
+            }
+        };
+        let target = req.target.ok_or_else(|| {
+            SyncError::InvalidArgument("target is required (NameServers and cluster name)".into())
+        })?;
+        check_target(&target)?;
+        let credentials = match target.credentials {
+            Some(c) if !c.access_key.is_empty() => {
+                if c.secret_key.is_empty() {
+                    return Err(SyncError::InvalidArgument(
+                        "target credentials have an access key but no secret key".into(),
+                    ));
+                }
+                Some(StoredCredentials {
+                    access_key: c.access_key,
+                    secret_key: c.secret_key,
+                })
+            }
+            _ => None,
+        };
+        if req.topic_limit < 0 || req.group_limit < 0 {
+            return Err(SyncError::InvalidArgument(
+                "topic_limit and group_limit must be 0 (default 1000) or positive".into(),
+            ));
+        }
+        let limits = TaskLimits::from_requested(req.topic_limit.into(), req.group_limit.into());
+        let create_mode = pb::create_mode_from_pb(req.create_mode)?;
+        let mut notices = Vec::new();
+        let input = match req.source {
+            Some(Source::ExportJson(bytes)) => {
+                let file = file_name(&req.file_name, ferry_metadata::EXPORT_FILE_NAME);
+                source::from_export_json(&file, &bytes)?
+            }
+            Some(Source::Xlsx(bytes)) => {
+                let file = file_name(&req.file_name, ferry_metadata::XLSX_FILE_NAME);
+                source::from_xlsx(&file, &bytes)?
+            }
+            Some(Source::SnapshotId(scan_id)) => {
+                let header = store.get_snapshot(&scan_id).await?;
+                let items = store.snapshot_items(&scan_id).await?;
+                let (input, left_out) = source::from_snapshot(&header, &items)?;
+                if left_out > 0 {
+                    notices.push(format!(
+                        "{left_out} system, retry or DLQ topics and system groups of the snapshot were left out"
+                    ));
+                }
+                input
+            }
+            None => {
+                return Err(SyncError::InvalidArgument(
+                    "a source is required: export_json, xlsx or snapshot_id".into(),
+                ));
+            }
+        };
+        let parsed_in = received.elapsed();
+        let now = now_ms();
+        let id = new_import_id(now);
+        let source_text = input.source.clone();
+        let planned = plan::plan(
+            input,
+            &plan::PlanRequest {
+                task_id: &id,
+                task_type,
+                namespace: namespace.as_deref(),
+                topics: &req.topics,
+                groups: &req.groups,
+                limits,
+            },
+        )?;
+        notices.extend(planned.notices);
+        let task = ImportTask {
+            id: id.clone(),
+            task_type,
+            namespace,
+            target_cluster: target.cluster_name,
+            target_namesrv: target.namesrv_addrs,
+            target_credentials: credentials,
+            create_mode,
+            source: source_text,
+            topic_limit: limits.topics as u64,
+            group_limit: limits.groups as u64,
+            topic_count: planned.topic_count,
+            group_count: planned.group_count,
+            status: TaskStatus::Pending,
+            progress: planned.items.iter().map(|i| i.result).collect(),
+            runs: 0,
+            notices,
+            error: None,
+            created_at_ms: now,
+            updated_at_ms: now,
+            finished_at_ms: 0,
+            extra: serde_json::Value::Null,
+        };
+        let stored = store.create_import(task, planned.items).await?;
+        tracing::info!(
+            task = %id, target = %stored.value.target_cluster,
+            topics = stored.value.topic_count, groups = stored.value.group_count,
+            source = %stored.value.source,
+            parse_ms = parsed_in.as_millis() as u64,
+            total_ms = received.elapsed().as_millis() as u64,
+            "import task created"
+        );
+        if let Err(e) = self.start(store.as_ref(), &id).await {
+            // Stored with its active marker: the resume loop starts it.
+            tracing::warn!(task = %id, error = %e, "import task not started now; the resume loop will");
+        }
+        Ok(stored.value)
+    }
+
+    async fn retry(&self, id: &str) -> Result<ImportTask> {
+        let store = self.inner.slot.get()?;
+        // NOT_FOUND before claiming anything.
+        store.get_import(id).await?;
+        let Some(claim) = store
+            .claim_import(id, self.inner.settings.claim_ttl_secs)
+            .await?
+        else {
+            return Err(SyncError::FailedPrecondition(format!(
+                "import task {id} is running; retry it once it has finished"
+            )));
+        };
+        // Read under the claim: a runner that just finished has written its last state.
+        let (current, mut items) = match async {
+            Ok::<_, StoreError>((
+                store.get_import(id).await?.value,
+                store.import_items(id).await?,
+            ))
+        }
+        .await
+        {
+            Ok(read) => read,
+            Err(e) => {
+                let _ = claim.release().await;
+                return Err(e.into());
+            }
+        };
+        let mut reopened: Vec<ImportItem> = Vec::new();
+        for item in &mut items {
+            if item.result.is_failure() && item.cause.is_some_and(ItemCause::is_retryable) {
+                item.result = ferry_core::ItemResult::Pending;
+                item.cause = None;
+                item.reason = None;
+                item.in_flight = false;
+                reopened.push(item.clone());
+            }
+        }
+        let mut task = current;
+        let has_work = items.iter().any(|i| !i.result.is_terminal());
+        if !has_work && task.status.is_terminal() {
+            claim.release().await?;
+            tracing::info!(task = %id, "retry: nothing to run again");
+            return Ok(task);
+        }
+        task.progress = items.iter().map(|i| i.result).collect();
+        task.status = TaskStatus::Pending;
+        task.error = None;
+        task.finished_at_ms = 0;
+        store
+            .write_import(
+                &claim,
+                ImportWrite {
+                    items: &reopened,
+                    task: Some(&task),
+                    active: Some(true),
+                },
+            )
+            .await?;
+        tracing::info!(task = %id, items = reopened.len(), "import task retried");
+        self.spawn_run(claim);
+        Ok(task)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn file_name(given: &str, default: &str) -> String {
+    if given.trim().is_empty() {
+        default.to_string()
+    } else {
+        given.trim().to_string()
+    }
+}
+
+fn check_cluster_name(name: &str) -> Result<()> {
+    if name.is_empty() {
+        return Err(SyncError::InvalidArgument(
+            "target.cluster_name is required: the cluster to create topics and groups on".into(),
+        ));
+    }
+    if name.len() > MAX_CLUSTER_NAME_LEN || name.contains('/') || name.chars().any(char::is_control)
+    {
+        return Err(SyncError::InvalidArgument(format!(
+            "cluster name {name:?} must be at most {MAX_CLUSTER_NAME_LEN} characters without '/' or control characters"
+        )));
+    }
+    Ok(())
+}
+
+fn check_target(target: &ferry_api::common::v1::ClusterEndpoint) -> Result<()> {
+    check_cluster_name(&target.cluster_name)?;
+    if target.namesrv_addrs.trim().is_empty() {
+        return Err(SyncError::InvalidArgument(
+            "target.namesrv_addrs is required: \"host:port\", several joined by ';'".into(),
+        ));
+    }
+    NameServerClient::new(
+        &target.namesrv_addrs,
+        RemotingClient::new(ClientConfig::default()),
+    )
+    .map_err(|e| SyncError::InvalidArgument(format!("target.namesrv_addrs: {e}")))?;
+    Ok(())
+}
+
+fn task_id_of(id: &str) -> Result<&str> {
+    if id.is_empty() {
+        return Err(SyncError::InvalidArgument("task_id is required".into()));
+    }
+    Ok(id)
+}
+
+#[tonic::async_trait]
+impl ImportTaskService for ImportTasks {
+    #[tracing::instrument(skip_all)]
+    async fn create_import_task(
+        &self,
+        request: Request<api::CreateImportTaskRequest>,
+    ) -> Result<Response<api::CreateImportTaskResponse>, Status> {
+        let task = self.create(request.into_inner()).await?;
+        Ok(Response::new(api::CreateImportTaskResponse {
+            task: Some(pb::task_to_pb(&task)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(task = %request.get_ref().task_id))]
+    async fn get_import_task(
+        &self,
+        request: Request<api::GetImportTaskRequest>,
+    ) -> Result<Response<api::GetImportTaskResponse>, Status> {
+        let store = self.inner.slot.get()?;
+        let id = task_id_of(&request.get_ref().task_id)?;
+        let task = store.get_import(id).await.map_err(SyncError::from)?;
+        Ok(Response::new(api::GetImportTaskResponse {
+            task: Some(pb::task_to_pb(&task.value)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_import_tasks(
+        &self,
+        request: Request<api::ListImportTasksRequest>,
+    ) -> Result<Response<api::ListImportTasksResponse>, Status> {
+        let store = self.inner.slot.get()?;
+        let req = request.into_inner();
+        let mut page = page_request(req.page_size, req.page_token)?;
+        if page.page_size == 0 {
+            page.page_size = TASK_PAGE;
+        }
+        let target = (!req.target_cluster.is_empty()).then_some(req.target_cluster.as_str());
+        let got = store
+            .list_imports(target, page)
+            .await
+            .map_err(SyncError::from)?;
+        Ok(Response::new(api::ListImportTasksResponse {
+            tasks: got.items.iter().map(pb::task_to_pb).collect(),
+            next_page_token: got.next_page_token.unwrap_or_default(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(task = %request.get_ref().task_id))]
+    async fn list_import_items(
+        &self,
+        request: Request<api::ListImportItemsRequest>,
+    ) -> Result<Response<api::ListImportItemsResponse>, Status> {
+        let store = self.inner.slot.get()?;
+        let req = request.into_inner();
+        let id = task_id_of(&req.task_id)?;
+        let filter = ItemFilter {
+            results: req
+                .results
+                .iter()
+                .map(|r| pb::result_from_pb(*r))
+                .collect::<Result<_>>()?,
+            kind: pb::kind_from_pb(req.kind)?,
+            name_contains: (!req.name_contains.is_empty()).then_some(req.name_contains.clone()),
+        };
+        let mut page: PageRequest = page_request(req.page_size, req.page_token.clone())?;
+        if page.page_size == 0 {
+            page.page_size = ITEM_PAGE;
+        }
+        // A missing task is NOT_FOUND, not an empty list.
+        store.get_import(id).await.map_err(SyncError::from)?;
+        let got = store
+            .list_import_items(id, &filter, page)
+            .await
+            .map_err(SyncError::from)?;
+        Ok(Response::new(api::ListImportItemsResponse {
+            items: got.items.iter().map(pb::item_to_pb).collect(),
+            next_page_token: got.next_page_token.unwrap_or_default(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(task = %request.get_ref().task_id))]
+    async fn retry_import_task(
+        &self,
+        request: Request<api::RetryImportTaskRequest>,
+    ) -> Result<Response<api::RetryImportTaskResponse>, Status> {
+        let id = task_id_of(&request.get_ref().task_id)?.to_string();
+        let task = self.retry(&id).await?;
+        Ok(Response::new(api::RetryImportTaskResponse {
+            task: Some(pb::task_to_pb(&task)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn set_target_quota(
+        &self,
+        request: Request<api::SetTargetQuotaRequest>,
+    ) -> Result<Response<api::SetTargetQuotaResponse>, Status> {
+        let store = self.inner.slot.get()?;
+        let q = request
+            .into_inner()
+            .quota
+            .ok_or_else(|| SyncError::InvalidArgument("quota is required".into()))?;
+        check_cluster_name(&q.target_cluster)?;
+        if q.topic_quota < 0 || q.group_quota < 0 {
+            return Err(SyncError::InvalidArgument(
+                "topic_quota and group_quota must be 0 (no quota) or positive".into(),
+            )
+            .into());
+        }
+        let positive = |n: i64| (n > 0).then_some(n as u64);
+        let stored = store
+            .set_target_quota(TargetQuota {
+                target_cluster: q.target_cluster.clone(),
+                topics: positive(q.topic_quota),
+                groups: positive(q.group_quota),
+                updated_at_ms: 0,
+            })
+            .await
+            .map_err(SyncError::from)?;
+        Ok(Response::new(api::SetTargetQuotaResponse {
+            quota: Some(pb::quota_to_pb(&q.target_cluster, Some(&stored))),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_target_quota(
+        &self,
+        request: Request<api::GetTargetQuotaRequest>,
+    ) -> Result<Response<api::GetTargetQuotaResponse>, Status> {
+        let store = self.inner.slot.get()?;
+        let cluster = request.into_inner().target_cluster;
+        check_cluster_name(&cluster)?;
+        let quota = store
+            .target_quota(&cluster)
+            .await
+            .map_err(SyncError::from)?;
+        Ok(Response::new(api::GetTargetQuotaResponse {
+            quota: Some(pb::quota_to_pb(&cluster, quota.as_ref())),
+        }))
+    }
 }
