@@ -54,6 +54,35 @@ enum Command {
     ///
     /// Example: ferry task advance mt-1a2b3c4d5e6f Orders --force
     Task(commands::task::TaskArgs),
+    /// Inventory a source cluster: clusters, brokers (version), topics (queues, perm, order,
+    /// message type; system, retry and DLQ topics kept apart), groups, ACL users.
+    ///
+    /// Runs on the Ferry server at --addr and stores a snapshot (list, diff, export it
+    /// later); --local scans from this process and stores nothing. Exit code 2 when some
+    /// broker could not be read (the missing parts are listed).
+    /// Example: ferry scan --namesrv '10.0.0.1:9876;10.0.0.2:9876' --cluster DefaultCluster
+    Scan(commands::scan::ScanArgs),
+    /// Export a cluster's metadata like the well-known export script:
+    /// rocketmq-metadata-export.json in the `mqadmin exportMetadata` layout, or .xlsx.
+    ///
+    /// Runs locally, no Ferry server needed (or --snapshot ID exports a stored snapshot
+    /// from --addr). On a terminal it asks for what is missing, in order: name server
+    /// address list, cluster (listing those found), output directory (default
+    /// /tmp/rocketmq/export). With the flags (or without a terminal) it never prompts.
+    /// Refuses to write a partial export unless --allow-partial.
+    /// Example: ferry export --namesrv 10.0.0.1:9876 --cluster DefaultCluster --out ./export
+    Export(commands::export::ExportArgs),
+    /// Write the empty spreadsheet template for a 4.x or 5.x target.
+    ///
+    /// Example: ferry template --target 4.x --out ./ferry-template-4.x.xlsx
+    Template(commands::template::TemplateArgs),
+    /// Import tasks: create topics and groups on a target cluster from an export JSON, an
+    /// .xlsx or a scanner snapshot, with one result per item; list, show, items, retry,
+    /// and the target's quota.
+    ///
+    /// Example: ferry import create --file rocketmq-metadata-export.json
+    ///   --target-cluster ClusterB --target-namesrv 10.0.1.1:9876 --wait
+    Import(commands::import::ImportArgs),
 }
 
 #[tokio::main]
@@ -63,6 +92,10 @@ async fn main() -> ExitCode {
         Command::Standalone(args) => commands::standalone::run(args).await,
         Command::Health(args) => commands::health::run(&cli.addr, cli.output, args).await,
         Command::Task(args) => commands::task::run(&cli.addr, cli.output, args).await,
+        Command::Scan(args) => commands::scan::run(&cli.addr, cli.output, args).await,
+        Command::Export(args) => commands::export::run(&cli.addr, cli.output, args).await,
+        Command::Template(args) => commands::template::run(cli.output, args).await,
+        Command::Import(args) => commands::import::run(&cli.addr, cli.output, args).await,
     };
     match result {
         Ok(code) => code,

@@ -120,14 +120,14 @@ async fn one_port_serves_every_service_with_health_and_reflection() {
         );
     }
 
-    // Work that has not landed says so, naming what brings it; never a fake success.
+    // The real scanner is wired in: a request without a source is refused as such.
     let err = ScannerServiceClient::new(ch.clone())
         .check_connection(CheckConnectionRequest::default())
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Code::Unimplemented);
+    assert_eq!(err.code(), Code::InvalidArgument);
     assert!(
-        err.message().contains("CheckConnection") && err.message().contains("issue #5"),
+        err.message().contains("source is required"),
         "{}",
         err.message()
     );

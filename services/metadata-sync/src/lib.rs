@@ -16,6 +16,6 @@ pub mod migration;
 pub mod store_slot;
 
 pub use error::SyncError;
-pub use import::ImportTasks;
+pub use import::{ImportSettings, ImportSlot, ImportSlotWriter, ImportTasks};
 pub use migration::MigrationTasks;
 pub use store_slot::{StoreSlot, StoreSlotWriter};

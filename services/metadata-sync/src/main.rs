@@ -10,9 +10,13 @@ use std::time::Duration;
 
 use clap::Parser;
 use ferry_api::service_names::{IMPORT_TASK, MIGRATION_TASK};
-use ferry_metadata_sync::{ImportTasks, MigrationTasks, StoreSlot, StoreSlotWriter};
+use ferry_core::readiness::parse_duration;
+use ferry_metadata_sync::{
+    ImportSettings, ImportSlot, ImportSlotWriter, ImportTasks, MigrationTasks, StoreSlot,
+    StoreSlotWriter,
+};
 use ferry_server::{GrpcServer, HealthReporter, run_until, shutdown_signal};
-use ferry_store::{EtcdBackend, EtcdOptions, EtcdStore, MigrationStore};
+use ferry_store::{EtcdBackend, EtcdOptions, EtcdStore, FerryStore};
 use ferry_telemetry::TelemetryArgs;
 use tonic_health::ServingStatus;
 
@@ -34,6 +38,10 @@ struct Args {
     /// Prefix of every key Ferry writes in etcd; ends with '/'.
     #[arg(long, env = "FERRY_ETCD_PREFIX", default_value = "/ferry/")]
     etcd_prefix: String,
+    /// How old the health checker's readiness may be for a stage change without --force
+    /// (e.g. 30s, 500ms, 2m).
+    #[arg(long, env = "FERRY_READINESS_MAX_AGE", default_value = "30s", value_parser = parse_duration)]
+    readiness_max_age: Duration,
     #[command(flatten)]
     telemetry: TelemetryArgs,
 }
@@ -53,14 +61,30 @@ async fn main() -> anyhow::Result<()> {
     set_health(&health, ServingStatus::NotServing).await;
     let (slot, writer) =
         StoreSlot::connecting(format!("etcd at {}", args.etcd_endpoints.join(",")));
+    let (import_slot, import_writer) =
+        ImportSlot::connecting(format!("etcd at {}", args.etcd_endpoints.join(",")));
+    let imports = ImportTasks::new(import_slot, ImportSettings::default());
+    // Runs import tasks left unfinished by a previous process once etcd answers.
+    let resumer = imports.start_resuming();
     server
-        .add_service(ImportTasks.into_service())
-        .add_service(MigrationTasks::new(slot).into_service())
+        .add_service(imports.into_service())
+        .add_service(
+            MigrationTasks::new(slot)
+                .with_readiness_max_age(args.readiness_max_age)
+                .into_service(),
+        )
         .add_file_descriptor_set(ferry_api::FILE_DESCRIPTOR_SET);
     let options = EtcdOptions::default().with_prefix(args.etcd_prefix);
-    let connector = tokio::spawn(keep_store(args.etcd_endpoints, options, writer, health));
+    let connector = tokio::spawn(keep_store(
+        args.etcd_endpoints,
+        options,
+        writer,
+        import_writer,
+        health,
+    ));
     let served = run_until(server, args.telemetry.metrics_addr, shutdown_signal()).await;
     connector.abort();
+    resumer.abort();
     served
 }
 
@@ -76,15 +100,21 @@ async fn keep_store(
     endpoints: Vec<String>,
     options: EtcdOptions,
     writer: StoreSlotWriter,
+    imports: ImportSlotWriter,
     health: HealthReporter,
 ) {
     let mut pause = Duration::from_millis(500);
-    let store: Arc<dyn MigrationStore> = loop {
+    let store: Arc<dyn FerryStore> = loop {
         match EtcdBackend::connect(&endpoints, options.clone()).await {
-            Ok(backend) => break Arc::new(EtcdStore::new(backend)),
+            Ok(backend) => {
+                let etcd = Arc::new(EtcdStore::new(backend));
+                imports.set(etcd.clone());
+                break etcd;
+            }
             Err(err) => {
                 tracing::warn!(error = %err, retry_in_ms = pause.as_millis() as u64, "store not reachable; still NOT_SERVING");
                 writer.failed(err.to_string());
+                imports.failed(err.to_string());
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(MAX_RECONNECT_PAUSE);
             }

@@ -19,6 +19,7 @@ use crate::error::StoreError;
 use crate::kv::{Compare, KvBackend, Op, Txn, WatchEventKind};
 use crate::migration::{KvMigrationStore, MigrationStore, StageChange};
 use crate::model::{MigrationTask, PageRequest, StageEvent, TopicState, Versioned};
+use crate::snapshots::{MAX_CHUNK_BYTES, NewSnapshot, SnapshotStore, keys as snapshot_keys};
 
 /// A fresh store plus whatever must live as long as it (temp dir, etcd process).
 pub struct Fixture<B: KvBackend> {
@@ -45,7 +46,10 @@ macro_rules! conformance_tests {
             task_revision_fences_stage_changes,
             stage_snapshot_covers_all_tasks,
             member_disappears_after_revoke_and_ttl,
-            health_reports_serving
+            health_reports_serving,
+            snapshots_put_get_list_delete,
+            snapshots_large_inventory_is_chunked,
+            snapshots_prune_keeps_the_newest
         );
     };
     (@cases $fixture:path; $($case:ident),* $(,)?) => {
@@ -915,4 +919,219 @@ pub async fn member_disappears_after_revoke_and_ttl<B: KvBackend>(store: &KvMigr
 /// A reachable store reports healthy.
 pub async fn health_reports_serving<B: KvBackend>(store: &KvMigrationStore<B>) {
     store.health().await.unwrap();
+}
+
+// ------------------------------------------------------------------ snapshots
+
+fn raw_items(items: &[serde_json::Value]) -> Vec<Box<serde_json::value::RawValue>> {
+    items
+        .iter()
+        .map(|v| serde_json::value::to_raw_value(v).unwrap())
+        .collect()
+}
+
+fn new_snapshot(source: &str, scan: &str, items: &[serde_json::Value]) -> NewSnapshot {
+    NewSnapshot {
+        source_id: source.into(),
+        scan_id: scan.into(),
+        taken_at_ms: scan[..13].parse().unwrap(),
+        summary: serde_json::json!({"clusters": ["ClusterA"], "missing": []}),
+        items: raw_items(items),
+    }
+}
+
+fn texts(items: &[Box<serde_json::value::RawValue>]) -> Vec<String> {
+    items.iter().map(|i| i.get().to_string()).collect()
+}
+
+/// Snapshots are stored, found by id, listed newest first (per source and overall, paged)
+/// and deleted with all their chunks.
+pub async fn snapshots_put_get_list_delete<B: KvBackend>(store: &KvMigrationStore<B>) {
+    let items = vec![
+        serde_json::json!({"kind": "topic", "name": "Orders"}),
+        serde_json::json!({"kind": "group", "name": "GID_orders"}),
+    ];
+    let a1 = store
+        .put_snapshot(new_snapshot("srcA", "0000000001000-aaaaaaaa", &items))
+        .await
+        .unwrap();
+    assert_eq!((a1.item_count, a1.chunk_count), (2, 1));
+    store
+        .put_snapshot(new_snapshot("srcB", "0000000002000-bbbbbbbb", &items[..1]))
+        .await
+        .unwrap();
+    store
+        .put_snapshot(new_snapshot("srcA", "0000000003000-cccccccc", &[]))
+        .await
+        .unwrap();
+    let dup = store
+        .put_snapshot(new_snapshot("srcA", "0000000001000-aaaaaaaa", &items))
+        .await
+        .unwrap_err();
+    assert!(matches!(dup, StoreError::AlreadyExists { .. }), "{dup}");
+
+    let got = store.get_snapshot("0000000001000-aaaaaaaa").await.unwrap();
+    assert_eq!(got, a1);
+    assert_eq!(got.summary["clusters"][0], "ClusterA");
+    let back = store
+        .snapshot_items("0000000001000-aaaaaaaa")
+        .await
+        .unwrap();
+    assert_eq!(texts(&back), texts(&raw_items(&items)));
+    assert!(
+        store
+            .snapshot_items("0000000003000-cccccccc")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let ids = |page: &crate::model::Page<crate::snapshots::SnapshotHeader>| {
+        page.items
+            .iter()
+            .map(|h| h.scan_id.clone())
+            .collect::<Vec<_>>()
+    };
+    let all = store
+        .list_snapshots(None, PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&all),
+        [
+            "0000000003000-cccccccc",
+            "0000000002000-bbbbbbbb",
+            "0000000001000-aaaaaaaa"
+        ]
+    );
+    let of_a = store
+        .list_snapshots(Some("srcA"), PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&of_a),
+        ["0000000003000-cccccccc", "0000000001000-aaaaaaaa"]
+    );
+    let first = store
+        .list_snapshots(None, PageRequest::first(2))
+        .await
+        .unwrap();
+    assert_eq!(first.items.len(), 2);
+    let second = store
+        .list_snapshots(
+            None,
+            PageRequest {
+                page_size: 2,
+                page_token: first.next_page_token.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids(&second), ["0000000001000-aaaaaaaa"]);
+    assert_eq!(second.next_page_token, None);
+
+    store
+        .delete_snapshot("0000000001000-aaaaaaaa")
+        .await
+        .unwrap();
+    let gone = store
+        .get_snapshot("0000000001000-aaaaaaaa")
+        .await
+        .unwrap_err();
+    assert!(matches!(gone, StoreError::NotFound { .. }), "{gone}");
+    let again = store
+        .delete_snapshot("0000000001000-aaaaaaaa")
+        .await
+        .unwrap_err();
+    assert!(matches!(again, StoreError::NotFound { .. }), "{again}");
+    let chunks = store
+        .backend()
+        .range(&snapshot_keys::chunks_of("0000000001000-aaaaaaaa"), None, 0)
+        .await
+        .unwrap();
+    assert!(chunks.kvs.is_empty(), "chunks left behind");
+    let bad = store.get_snapshot("a/b").await.unwrap_err();
+    assert!(matches!(bad, StoreError::InvalidArgument { .. }), "{bad}");
+}
+
+/// An inventory of several MiB goes into chunks no larger than [`MAX_CHUNK_BYTES`] (etcd
+/// refuses requests over 1.5 MiB) and comes back item for item.
+pub async fn snapshots_large_inventory_is_chunked<B: KvBackend>(store: &KvMigrationStore<B>) {
+    let items: Vec<serde_json::Value> = (0..12_000)
+        .map(|i| {
+            serde_json::json!({
+                "kind": "topic",
+                "name": format!("Topic-{i:05}"),
+                "configs": [{"broker": "broker-a", "readQueueNums": 8, "pad": "x".repeat(200)}],
+            })
+        })
+        .collect();
+    let header = store
+        .put_snapshot(new_snapshot("big", "0000000005000-dddddddd", &items))
+        .await
+        .unwrap();
+    assert!(header.bytes > 3 * 1024 * 1024, "{}", header.bytes);
+    assert!(header.chunk_count >= 6, "{}", header.chunk_count);
+    let stored = store
+        .backend()
+        .range(&snapshot_keys::chunks_of("0000000005000-dddddddd"), None, 0)
+        .await
+        .unwrap();
+    assert_eq!(stored.kvs.len(), header.chunk_count as usize);
+    for kv in &stored.kvs {
+        assert!(
+            kv.value.len() <= MAX_CHUNK_BYTES,
+            "{} is {} bytes",
+            kv.key,
+            kv.value.len()
+        );
+    }
+    let back = store
+        .snapshot_items("0000000005000-dddddddd")
+        .await
+        .unwrap();
+    assert_eq!(back.len(), items.len());
+    assert_eq!(texts(&back), texts(&raw_items(&items)));
+    let huge = serde_json::json!({"pad": "x".repeat(MAX_CHUNK_BYTES)});
+    let err = store
+        .put_snapshot(new_snapshot("big", "0000000006000-eeeeeeee", &[huge]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::InvalidArgument { .. }), "{err}");
+    let err = store
+        .get_snapshot("0000000006000-eeeeeeee")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+}
+
+/// Pruning keeps the newest snapshots of one source and leaves other sources alone.
+pub async fn snapshots_prune_keeps_the_newest<B: KvBackend>(store: &KvMigrationStore<B>) {
+    for i in 1..=4 {
+        store
+            .put_snapshot(new_snapshot(
+                "p",
+                &format!("000000000{i}000-0000000{i}"),
+                &[serde_json::json!(i)],
+            ))
+            .await
+            .unwrap();
+    }
+    store
+        .put_snapshot(new_snapshot("other", "0000000000500-ffffffff", &[]))
+        .await
+        .unwrap();
+    let deleted = store.prune_snapshots("p", 2).await.unwrap();
+    assert_eq!(
+        deleted,
+        ["0000000002000-00000002", "0000000001000-00000001"]
+    );
+    let left = store
+        .list_snapshots(Some("p"), PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(left.items.len(), 2);
+    assert_eq!(left.items[0].scan_id, "0000000004000-00000004");
+    store.get_snapshot("0000000000500-ffffffff").await.unwrap();
+    assert!(store.prune_snapshots("p", 2).await.unwrap().is_empty());
 }

@@ -1,5 +1,6 @@
 //! Ferry's state: migration tasks, per-topic stages, target locks, live members and the
-//! audit log, behind one [`MigrationStore`] trait.
+//! audit log, behind one [`MigrationStore`] trait; and the scanner's inventory snapshots,
+//! behind [`SnapshotStore`] (see [`snapshots`]), implemented by the same store.
 //!
 //! The shape follows GreptimeDB's meta store: a small key-value trait with etcd semantics
 //! ([`kv::KvBackend`]) with two backends, and the domain store written once on top of it
@@ -25,9 +26,12 @@
 pub mod embedded;
 pub mod error;
 pub mod etcd;
+pub mod imports;
 pub mod kv;
 pub mod migration;
 pub mod model;
+pub mod readiness;
+pub mod snapshots;
 
 #[doc(hidden)]
 pub mod conformance;
@@ -35,6 +39,10 @@ pub mod conformance;
 pub use embedded::{EmbeddedBackend, EmbeddedOptions};
 pub use error::{Result, StoreError};
 pub use etcd::{EtcdBackend, EtcdOptions};
+pub use imports::{
+    ImportClaim, ImportItem, ImportStore, ImportTask, ImportTaskType, ImportWrite, ItemFilter,
+    TargetQuota,
+};
 pub use kv::KvBackend;
 pub use migration::{
     AddTopicsOutcome, EmbeddedStore, EtcdStore, KvMigrationStore, MemberLease, MigrationStore,
@@ -44,3 +52,5 @@ pub use model::{
     AuditRecord, MigrationTask, Page, PageRequest, RegisteredMember, SCHEMA_VERSION, StageEvent,
     TaskState, TaskStep, TopicState, Versioned,
 };
+pub use readiness::{FerryStore, ReadinessRecord, ReadinessStore, SourceWatch};
+pub use snapshots::{MAX_CHUNK_BYTES, NewSnapshot, SnapshotHeader, SnapshotStore, new_scan_id};

@@ -64,13 +64,19 @@ pub mod keys {
     /// Prefix of target-cluster locks.
     pub const TARGETS: &str = "targets/";
     /// Member kinds that would collide with the keys above or planned ones.
-    pub const RESERVED_KINDS: [&str; 6] = [
+    pub const RESERVED_KINDS: [&str; 12] = [
         "tasks",
         "task-topics",
         "task-audit",
+        "task-readiness",
         "targets",
         "snapshots",
+        "snapshot-index",
+        "snapshot-chunks",
         "imports",
+        "import-items",
+        "import-active",
+        "import-claims",
     ];
 
     pub fn task(id: &str) -> String {
@@ -287,7 +293,7 @@ struct TargetLock {
 }
 
 /// Checks one key segment: non-empty, no `/`, no control characters.
-fn segment<'a>(what: &str, value: &'a str) -> Result<&'a str> {
+pub(crate) fn segment<'a>(what: &str, value: &'a str) -> Result<&'a str> {
     if value.is_empty() {
         return Err(StoreError::invalid(format!("{what} must not be empty")));
     }
