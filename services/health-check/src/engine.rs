@@ -166,7 +166,7 @@ impl Engine {
     }
 
     pub fn store(&self) -> Result<Arc<dyn FerryStore>> {
-        self.store.get()
+        Ok(self.store.get()?)
     }
 
     pub fn routers(&self) -> &Routers {

@@ -74,6 +74,12 @@ impl From<HealthError> for Status {
 /// Result of health-check operations.
 pub type Result<T, E = HealthError> = std::result::Result<T, E>;
 
+impl From<ferry_store::Unavailable> for HealthError {
+    fn from(err: ferry_store::Unavailable) -> Self {
+        HealthError::StoreUnavailable(err.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -70,6 +70,12 @@ impl From<SyncError> for Status {
 /// Result of metadata-sync operations.
 pub type Result<T, E = SyncError> = std::result::Result<T, E>;
 
+impl From<ferry_store::Unavailable> for SyncError {
+    fn from(err: ferry_store::Unavailable) -> Self {
+        SyncError::StoreUnavailable(err.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -187,7 +187,7 @@ impl ImportTasks {
     }
 
     async fn run_claimed(&self, claim: ImportClaim) -> Result<TaskStatus> {
-        let store = self.inner.slot.get()?;
+        let store = self.inner.slot.get().map_err(SyncError::from)?;
         let _permit =
             self.inner.runs.clone().acquire_owned().await.map_err(|_| {
                 SyncError::FailedPrecondition("import runner is shutting down".into())
@@ -218,7 +218,7 @@ impl ImportTasks {
 
     async fn create(&self, req: api::CreateImportTaskRequest) -> Result<ImportTask> {
         let received = std::time::Instant::now();
-        let store = self.inner.slot.get()?;
+        let store = self.inner.slot.get().map_err(SyncError::from)?;
         let task_type = pb::task_type_from_pb(req.r#type)?;
         let namespace = match task_type {
             ImportTaskType::IntoNamespace => {
@@ -347,7 +347,7 @@ impl ImportTasks {
     }
 
     async fn retry(&self, id: &str) -> Result<ImportTask> {
-        let store = self.inner.slot.get()?;
+        let store = self.inner.slot.get().map_err(SyncError::from)?;
         // NOT_FOUND before claiming anything.
         store.get_import(id).await?;
         let Some(claim) = store
@@ -483,7 +483,7 @@ impl ImportTaskService for ImportTasks {
         &self,
         request: Request<api::GetImportTaskRequest>,
     ) -> Result<Response<api::GetImportTaskResponse>, Status> {
-        let store = self.inner.slot.get()?;
+        let store = self.inner.slot.get().map_err(SyncError::from)?;
         let id = task_id_of(&request.get_ref().task_id)?;
         let task = store.get_import(id).await.map_err(SyncError::from)?;
         Ok(Response::new(api::GetImportTaskResponse {
@@ -496,7 +496,7 @@ impl ImportTaskService for ImportTasks {
         &self,
         request: Request<api::ListImportTasksRequest>,
     ) -> Result<Response<api::ListImportTasksResponse>, Status> {
-        let store = self.inner.slot.get()?;
+        let store = self.inner.slot.get().map_err(SyncError::from)?;
         let req = request.into_inner();
         let mut page = page_request(req.page_size, req.page_token)?;
         if page.page_size == 0 {
@@ -518,7 +518,7 @@ impl ImportTaskService for ImportTasks {
         &self,
         request: Request<api::ListImportItemsRequest>,
     ) -> Result<Response<api::ListImportItemsResponse>, Status> {
-        let store = self.inner.slot.get()?;
+        let store = self.inner.slot.get().map_err(SyncError::from)?;
         let req = request.into_inner();
         let id = task_id_of(&req.task_id)?;
         let filter = ItemFilter {
@@ -563,7 +563,7 @@ impl ImportTaskService for ImportTasks {
         &self,
         request: Request<api::SetTargetQuotaRequest>,
     ) -> Result<Response<api::SetTargetQuotaResponse>, Status> {
-        let store = self.inner.slot.get()?;
+        let store = self.inner.slot.get().map_err(SyncError::from)?;
         let q = request
             .into_inner()
             .quota
@@ -595,7 +595,7 @@ impl ImportTaskService for ImportTasks {
         &self,
         request: Request<api::GetTargetQuotaRequest>,
     ) -> Result<Response<api::GetTargetQuotaResponse>, Status> {
-        let store = self.inner.slot.get()?;
+        let store = self.inner.slot.get().map_err(SyncError::from)?;
         let cluster = request.into_inner().target_cluster;
         check_cluster_name(&cluster)?;
         let quota = store

@@ -106,7 +106,7 @@ impl MigrationTasks {
         change: pb::StageChangeRequest,
         direction: Direction,
     ) -> Result<Vec<pb::StageChangeResult>> {
-        let store = self.store.get()?;
+        let store = self.store.get().map_err(SyncError::from)?;
         let task = store.get_task(&change.task_id).await?;
         ensure_accepts_changes(&task.value)?;
         if change.topics.is_empty() {
@@ -540,7 +540,7 @@ impl MigrationTaskService for MigrationTasks {
                 "the migration-control work (issue #8)",
             ));
         }
-        let store = self.store.get()?;
+        let store = self.store.get().map_err(SyncError::from)?;
         let now = now_ms();
         let task = MigrationTask {
             id: new_task_id(),
@@ -568,7 +568,7 @@ impl MigrationTaskService for MigrationTasks {
         &self,
         request: Request<pb::GetMigrationTaskRequest>,
     ) -> std::result::Result<Response<pb::GetMigrationTaskResponse>, Status> {
-        let store = self.store.get()?;
+        let store = self.store.get().map_err(SyncError::from)?;
         let task = store
             .get_task(&request.into_inner().task_id)
             .await
@@ -583,7 +583,7 @@ impl MigrationTaskService for MigrationTasks {
         request: Request<pb::ListMigrationTasksRequest>,
     ) -> std::result::Result<Response<pb::ListMigrationTasksResponse>, Status> {
         let req = request.into_inner();
-        let store = self.store.get()?;
+        let store = self.store.get().map_err(SyncError::from)?;
         let filter = state_from_pb(req.state);
         let page = store
             .list_tasks(page_request(req.page_size, req.page_token)?)
@@ -666,7 +666,7 @@ impl MigrationTaskService for MigrationTasks {
         request: Request<pb::ListTopicStagesRequest>,
     ) -> std::result::Result<Response<pb::ListTopicStagesResponse>, Status> {
         let req = request.into_inner();
-        let store = self.store.get()?;
+        let store = self.store.get().map_err(SyncError::from)?;
         store
             .get_task(&req.task_id)
             .await
@@ -734,7 +734,7 @@ impl MigrationTaskService for MigrationTasks {
         for topic in &req.topics {
             validate_topic(topic).map_err(|e| SyncError::Core(e.into()))?;
         }
-        let store = self.store.get()?;
+        let store = self.store.get().map_err(SyncError::from)?;
         let task = store
             .get_task(&req.task_id)
             .await
@@ -772,7 +772,7 @@ impl MigrationTaskService for MigrationTasks {
         request: Request<pb::RemoveTopicsRequest>,
     ) -> std::result::Result<Response<pb::RemoveTopicsResponse>, Status> {
         let req = request.into_inner();
-        let store = self.store.get()?;
+        let store = self.store.get().map_err(SyncError::from)?;
         let task = store
             .get_task(&req.task_id)
             .await
@@ -854,7 +854,7 @@ impl MigrationTaskService for MigrationTasks {
         request: Request<pb::RollbackTaskRequest>,
     ) -> std::result::Result<Response<pb::RollbackTaskResponse>, Status> {
         let req = request.into_inner();
-        let store = self.store.get()?;
+        let store = self.store.get().map_err(SyncError::from)?;
         let topics: Vec<pb::TopicRef> = all_topics(store.as_ref(), &req.task_id)
             .await?
             .into_iter()
@@ -889,7 +889,7 @@ impl MigrationTaskService for MigrationTasks {
         request: Request<pb::CompleteTaskRequest>,
     ) -> std::result::Result<Response<pb::CompleteTaskResponse>, Status> {
         let req = request.into_inner();
-        let store = self.store.get()?;
+        let store = self.store.get().map_err(SyncError::from)?;
         let task = store
             .get_task(&req.task_id)
             .await
@@ -928,7 +928,7 @@ impl MigrationTaskService for MigrationTasks {
         request: Request<pb::ListAuditRecordsRequest>,
     ) -> std::result::Result<Response<pb::ListAuditRecordsResponse>, Status> {
         let req = request.into_inner();
-        let store = self.store.get()?;
+        let store = self.store.get().map_err(SyncError::from)?;
         store
             .get_task(&req.task_id)
             .await

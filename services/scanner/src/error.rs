@@ -75,3 +75,9 @@ impl From<ScanError> for Status {
         Status::new(code, e.to_string())
     }
 }
+
+impl From<ferry_store::Unavailable> for ScanError {
+    fn from(err: ferry_store::Unavailable) -> Self {
+        ScanError::StoreUnavailable(err.0)
+    }
+}

@@ -6,17 +6,14 @@
 //! etcd is unreachable. Connection checks work meanwhile; scans answer UNAVAILABLE.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
 
 use clap::Parser;
 use ferry_api::service_names::SCANNER;
 use ferry_scanner::service::DEFAULT_KEEP_SNAPSHOTS;
-use ferry_scanner::{EngineConfig, ScanEngine, Scanner, SnapshotSlot, SnapshotSlotWriter};
-use ferry_server::{GrpcServer, HealthReporter, run_until, shutdown_signal};
-use ferry_store::{EtcdBackend, EtcdOptions, EtcdStore, SnapshotStore};
+use ferry_scanner::{EngineConfig, ScanEngine, Scanner, SnapshotSlot};
+use ferry_server::{GrpcServer, run_until, set_serving, shutdown_signal};
+use ferry_store::{EtcdOptions, keep_etcd_connected};
 use ferry_telemetry::TelemetryArgs;
-use tonic_health::ServingStatus;
 
 /// Ferry scanner service: probes a source cluster, inventories it into snapshots, exports
 /// metadata.
@@ -47,10 +44,6 @@ struct Args {
     telemetry: TelemetryArgs,
 }
 
-/// How often the store is probed once connected.
-const PROBE_EVERY: Duration = Duration::from_secs(5);
-/// Longest pause between connection rounds.
-const MAX_RECONNECT_PAUSE: Duration = Duration::from_secs(10);
 const SERVICES: [&str; 2] = ["", SCANNER];
 
 #[tokio::main]
@@ -59,7 +52,7 @@ async fn main() -> anyhow::Result<()> {
     let _telemetry = ferry_telemetry::init("ferry-scanner", &args.telemetry)?;
     let mut server = GrpcServer::bind(args.listen).await?;
     let health = server.health_reporter();
-    set_health(&health, ServingStatus::NotServing).await;
+    set_serving(&health, &SERVICES, false).await;
     let (slot, writer) =
         SnapshotSlot::connecting(format!("etcd at {}", args.etcd_endpoints.join(",")));
     let engine = ScanEngine::new(EngineConfig {
@@ -74,58 +67,19 @@ async fn main() -> anyhow::Result<()> {
         )
         .add_file_descriptor_set(ferry_api::FILE_DESCRIPTOR_SET);
     let options = EtcdOptions::default().with_prefix(args.etcd_prefix);
-    let connector = tokio::spawn(keep_store(args.etcd_endpoints, options, writer, health));
+    let connector = tokio::spawn(keep_etcd_connected(
+        args.etcd_endpoints,
+        options,
+        move |store| match store {
+            Ok(store) => writer.set(store),
+            Err(err) => writer.failed(err.0),
+        },
+        move |up| {
+            let health = health.clone();
+            async move { set_serving(&health, &SERVICES, up).await }
+        },
+    ));
     let served = run_until(server, args.telemetry.metrics_addr, shutdown_signal()).await;
     connector.abort();
     served
-}
-
-async fn set_health(health: &HealthReporter, status: ServingStatus) {
-    for service in SERVICES {
-        health.set_service_status(service, status).await;
-    }
-}
-
-/// Connects with backoff, publishes the store, then probes it and mirrors its reachability
-/// in health, forever.
-async fn keep_store(
-    endpoints: Vec<String>,
-    options: EtcdOptions,
-    writer: SnapshotSlotWriter,
-    health: HealthReporter,
-) {
-    let mut pause = Duration::from_millis(500);
-    let store: Arc<dyn SnapshotStore> = loop {
-        match EtcdBackend::connect(&endpoints, options.clone()).await {
-            Ok(backend) => break Arc::new(EtcdStore::new(backend)),
-            Err(err) => {
-                tracing::warn!(error = %err, retry_in_ms = pause.as_millis() as u64, "store not reachable; still NOT_SERVING");
-                writer.failed(err.to_string());
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(MAX_RECONNECT_PAUSE);
-            }
-        }
-    };
-    writer.set(store.clone());
-    let mut serving = false;
-    loop {
-        let ok = match store.snapshot_health().await {
-            Ok(()) => true,
-            Err(err) => {
-                tracing::warn!(error = %err, "store probe failed; NOT_SERVING");
-                false
-            }
-        };
-        if ok != serving {
-            serving = ok;
-            let status = if ok {
-                ServingStatus::Serving
-            } else {
-                ServingStatus::NotServing
-            };
-            tracing::info!(?status, "store reachability changed");
-            set_health(&health, status).await;
-        }
-        tokio::time::sleep(PROBE_EVERY).await;
-    }
 }

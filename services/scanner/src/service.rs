@@ -86,7 +86,7 @@ impl Scanner {
         if let Some(inv) = self.cached(scan_id) {
             return Ok(inv);
         }
-        let store = self.store.get()?;
+        let store = self.store.get().map_err(ScanError::from)?;
         let header = store.get_snapshot(scan_id).await?;
         let items = store.snapshot_items(scan_id).await?;
         let inv = Arc::new(Inventory::from_snapshot(&header, &items)?);
@@ -96,7 +96,7 @@ impl Scanner {
 
     /// Stores `inventory` as a new snapshot and prunes old ones of its source.
     pub async fn store_inventory(&self, inventory: Inventory) -> Result<pb::Snapshot> {
-        let store = self.store.get()?;
+        let store = self.store.get().map_err(ScanError::from)?;
         let scan_id = new_scan_id(inventory.taken_at_ms);
         let header = store
             .put_snapshot(inventory.to_snapshot(scan_id.clone())?)
@@ -174,7 +174,7 @@ impl ScannerService for Scanner {
         let req = request.into_inner();
         let source = source_from_pb(req.source, "source")?;
         // Fail fast before touching the cluster when results could not be stored.
-        self.store.get()?;
+        self.store.get().map_err(ScanError::from)?;
         // Free the cached inventory first: a scan of a large cluster needs the room, and
         // two inventories at once would double the peak memory.
         self.cache.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -201,7 +201,7 @@ impl ScannerService for Scanner {
         if id.trim().is_empty() {
             return Err(ScanError::InvalidArgument("snapshot_id is required".into()).into());
         }
-        let store = self.store.get()?;
+        let store = self.store.get().map_err(ScanError::from)?;
         let header = store.get_snapshot(&id).await.map_err(ScanError::from)?;
         let summary = summary_of(&header)?;
         Ok(Response::new(pb::GetSnapshotResponse {
@@ -214,7 +214,7 @@ impl ScannerService for Scanner {
         request: Request<pb::ListSnapshotsRequest>,
     ) -> Result<Response<pb::ListSnapshotsResponse>, Status> {
         let req = request.into_inner();
-        let store = self.store.get()?;
+        let store = self.store.get().map_err(ScanError::from)?;
         let page_size = match req.page_size {
             n if n <= 0 => 50,
             n => n as u32,

@@ -75,7 +75,7 @@ use tonic_health::ServingStatus;
 use tonic_health::pb::health_server::Health as _;
 
 pub use layer::GrpcTelemetryLayer;
-pub use run::run_until;
+pub use run::{run_until, set_serving};
 pub use tonic_health::server::HealthReporter;
 
 /// Default bound on graceful drain.

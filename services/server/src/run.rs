@@ -40,3 +40,15 @@ where
     }
     served.map_err(Into::into)
 }
+
+/// Sets every service in `services` ("" is the server as a whole) SERVING or NOT_SERVING.
+pub async fn set_serving(health: &crate::HealthReporter, services: &[&str], serving: bool) {
+    let status = if serving {
+        tonic_health::ServingStatus::Serving
+    } else {
+        tonic_health::ServingStatus::NotServing
+    };
+    for service in services {
+        health.set_service_status(*service, status).await;
+    }
+}

@@ -31,6 +31,7 @@ pub mod kv;
 pub mod migration;
 pub mod model;
 pub mod readiness;
+pub mod slot;
 pub mod snapshots;
 
 #[doc(hidden)]
@@ -53,4 +54,5 @@ pub use model::{
     TaskState, TaskStep, TopicState, Versioned,
 };
 pub use readiness::{FerryStore, ReadinessRecord, ReadinessStore, SourceWatch};
+pub use slot::{Slot, SlotWriter, Unavailable, keep_etcd_connected};
 pub use snapshots::{MAX_CHUNK_BYTES, NewSnapshot, SnapshotHeader, SnapshotStore, new_scan_id};
