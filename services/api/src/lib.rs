@@ -8,6 +8,8 @@
 /// Encoded `FileDescriptorSet` of every Ferry proto file, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("ferry_descriptor");
 
+pub mod domain;
+
 pub mod common {
     pub mod v1 {
         tonic::include_proto!("ferry.common.v1");

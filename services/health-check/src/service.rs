@@ -5,7 +5,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use ferry_api::common::v1 as pb_common;
 use ferry_api::health_check::v1 as pb;
 use ferry_api::health_check::v1::health_check_service_server::{
     HealthCheckService, HealthCheckServiceServer,
@@ -58,58 +57,7 @@ impl HealthCheck {
 
 // ------------------------------------------------------------------ conversions
 
-pub fn stage_to_pb(stage: Stage) -> pb_common::Stage {
-    match stage {
-        Stage::Initial => pb_common::Stage::Initial,
-        Stage::DualRead => pb_common::Stage::DualRead,
-        Stage::DualWrite => pb_common::Stage::DualWrite,
-        Stage::Switching => pb_common::Stage::Switching,
-        Stage::Done => pb_common::Stage::Done,
-    }
-}
-
-pub fn reason_code_to_pb(code: ReasonCode) -> pb_common::ReadinessReasonCode {
-    use pb_common::ReadinessReasonCode as P;
-    match code {
-        ReasonCode::SourceBacklog => P::SourceBacklog,
-        ReasonCode::TargetBacklog => P::TargetBacklog,
-        ReasonCode::ClientsNotSwitched => P::ClientsNotSwitched,
-        ReasonCode::DwellTooShort => P::DwellTooShort,
-        ReasonCode::SourceWritesSeen => P::SourceWritesSeen,
-        ReasonCode::TargetTopicMissing => P::TargetTopicMissing,
-        ReasonCode::TargetGroupMissing => P::TargetGroupMissing,
-        ReasonCode::ClusterUnreachable => P::ClusterUnreachable,
-        ReasonCode::BrokerNameCollision => P::BrokerNameCollision,
-        ReasonCode::TaskPaused => P::TaskPaused,
-        ReasonCode::NoSuchStage => P::NoSuchStage,
-    }
-}
-
-fn timestamp(ms: i64) -> Option<prost_types::Timestamp> {
-    (ms > 0).then(|| prost_types::Timestamp {
-        seconds: ms.div_euclid(1000),
-        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
-    })
-}
-
-pub fn readiness_to_pb(r: &Readiness, checked_at_ms: i64) -> pb_common::Readiness {
-    pb_common::Readiness {
-        to_stage: r
-            .to
-            .map(stage_to_pb)
-            .unwrap_or(pb_common::Stage::Unspecified) as i32,
-        ready: r.ready,
-        reasons: r
-            .reasons
-            .iter()
-            .map(|reason| pb_common::ReadinessReason {
-                code: reason_code_to_pb(reason.code) as i32,
-                detail: reason.detail.clone(),
-            })
-            .collect(),
-        checked_at: timestamp(checked_at_ms),
-    }
-}
+pub use ferry_api::domain::{readiness_to_pb, reason_code_to_pb, stage_to_pb, timestamp};
 
 /// Readiness of a topic the checker has not measured in its current stage.
 fn not_measured(stage: Stage, direction: Direction) -> Readiness {
@@ -568,7 +516,10 @@ mod tests {
         let r = not_measured(Stage::Done, Direction::Advance);
         assert_eq!(r.reasons[0].code, ReasonCode::NoSuchStage);
         let pb = readiness_to_pb(&r, 1_500);
-        assert_eq!(pb.to_stage, pb_common::Stage::Unspecified as i32);
+        assert_eq!(
+            pb.to_stage,
+            ferry_api::common::v1::Stage::Unspecified as i32
+        );
         assert_eq!(pb.checked_at.unwrap().nanos, 500_000_000);
     }
 }

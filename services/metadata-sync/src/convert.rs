@@ -2,32 +2,14 @@
 
 use ferry_api::common::v1 as pb_common;
 use ferry_api::metadata_sync::v1 as pb;
-use ferry_core::{MigrationStep, Stage, TargetType, TaskState};
+use ferry_core::{MigrationStep, TargetType, TaskState};
 use ferry_store::{AuditRecord, MigrationTask, PageRequest, TopicState, Versioned};
 
+pub use ferry_api::domain::{
+    readiness_to_pb, reason_code_to_pb, stage_from_pb, stage_to_pb, timestamp,
+};
+
 use crate::error::{Result, SyncError};
-
-pub fn stage_to_pb(stage: Stage) -> pb_common::Stage {
-    match stage {
-        Stage::Initial => pb_common::Stage::Initial,
-        Stage::DualRead => pb_common::Stage::DualRead,
-        Stage::DualWrite => pb_common::Stage::DualWrite,
-        Stage::Switching => pb_common::Stage::Switching,
-        Stage::Done => pb_common::Stage::Done,
-    }
-}
-
-/// `None` for STAGE_UNSPECIFIED or an unknown number.
-pub fn stage_from_pb(value: i32) -> Option<Stage> {
-    match pb_common::Stage::try_from(value).ok()? {
-        pb_common::Stage::Unspecified => None,
-        pb_common::Stage::Initial => Some(Stage::Initial),
-        pb_common::Stage::DualRead => Some(Stage::DualRead),
-        pb_common::Stage::DualWrite => Some(Stage::DualWrite),
-        pb_common::Stage::Switching => Some(Stage::Switching),
-        pb_common::Stage::Done => Some(Stage::Done),
-    }
-}
 
 pub fn step_to_pb(step: MigrationStep) -> pb::MigrationStep {
     match step {
@@ -74,13 +56,6 @@ pub fn target_type_from_pb(value: i32) -> Result<TargetType> {
             "target_type is required: TARGET_TYPE_V4 (4.x) or TARGET_TYPE_V5 (5.x)".into(),
         )),
     }
-}
-
-pub fn timestamp(ms: i64) -> Option<prost_types::Timestamp> {
-    (ms > 0).then(|| prost_types::Timestamp {
-        seconds: ms.div_euclid(1000),
-        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
-    })
 }
 
 pub fn page_request(page_size: i32, page_token: String) -> Result<PageRequest> {
@@ -146,22 +121,6 @@ pub fn audit_to_pb(record: &AuditRecord) -> pb::AuditRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stages_round_trip_and_unspecified_is_none() {
-        for stage in Stage::ALL {
-            assert_eq!(stage_from_pb(stage_to_pb(stage) as i32), Some(stage));
-        }
-        assert_eq!(stage_from_pb(0), None);
-        assert_eq!(stage_from_pb(99), None);
-    }
-
-    #[test]
-    fn timestamps_split_milliseconds() {
-        let ts = timestamp(1_700_000_000_123).unwrap();
-        assert_eq!((ts.seconds, ts.nanos), (1_700_000_000, 123_000_000));
-        assert!(timestamp(0).is_none());
-    }
 
     #[test]
     fn negative_page_size_is_invalid() {

@@ -25,7 +25,7 @@ use ferry_api::metadata_sync::v1::migration_task_service_server::{
 };
 use ferry_api::service_names::MIGRATION_TASK;
 use ferry_core::names::is_valid_name_char;
-use ferry_core::readiness::{Readiness, ReasonCode};
+use ferry_core::readiness::ReasonCode;
 use ferry_core::{Direction, MigrationStep, Stage, TaskState, validate_topic};
 use ferry_server::pending::not_implemented;
 use ferry_store::{
@@ -185,42 +185,6 @@ fn refused(topic: String, stage: Option<Stage>, error: impl ToString) -> pb::Sta
         revision: 0,
         error: error.to_string(),
         readiness: None,
-    }
-}
-
-fn reason_code_to_pb(code: ReasonCode) -> pb_common::ReadinessReasonCode {
-    use pb_common::ReadinessReasonCode as P;
-    match code {
-        ReasonCode::SourceBacklog => P::SourceBacklog,
-        ReasonCode::TargetBacklog => P::TargetBacklog,
-        ReasonCode::ClientsNotSwitched => P::ClientsNotSwitched,
-        ReasonCode::DwellTooShort => P::DwellTooShort,
-        ReasonCode::SourceWritesSeen => P::SourceWritesSeen,
-        ReasonCode::TargetTopicMissing => P::TargetTopicMissing,
-        ReasonCode::TargetGroupMissing => P::TargetGroupMissing,
-        ReasonCode::ClusterUnreachable => P::ClusterUnreachable,
-        ReasonCode::BrokerNameCollision => P::BrokerNameCollision,
-        ReasonCode::TaskPaused => P::TaskPaused,
-        ReasonCode::NoSuchStage => P::NoSuchStage,
-    }
-}
-
-fn readiness_to_pb(r: &Readiness, checked_at_ms: i64) -> pb_common::Readiness {
-    pb_common::Readiness {
-        to_stage: r
-            .to
-            .map(stage_to_pb)
-            .unwrap_or(pb_common::Stage::Unspecified) as i32,
-        ready: r.ready,
-        reasons: r
-            .reasons
-            .iter()
-            .map(|reason| pb_common::ReadinessReason {
-                code: reason_code_to_pb(reason.code) as i32,
-                detail: reason.detail.clone(),
-            })
-            .collect(),
-        checked_at: timestamp(checked_at_ms),
     }
 }
 

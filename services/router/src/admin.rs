@@ -51,22 +51,14 @@ impl RouterAdmin {
     }
 }
 
-fn timestamp(ms: i64) -> Option<prost_types::Timestamp> {
-    (ms > 0).then(|| prost_types::Timestamp {
-        seconds: ms.div_euclid(1000),
-        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
-    })
-}
+use ferry_api::domain::timestamp;
 
+/// STAGE_UNSPECIFIED for a topic outside the task.
 fn stage_to_pb(stage: Option<Stage>) -> pb_common::Stage {
-    match stage {
-        None => pb_common::Stage::Unspecified,
-        Some(Stage::Initial) => pb_common::Stage::Initial,
-        Some(Stage::DualRead) => pb_common::Stage::DualRead,
-        Some(Stage::DualWrite) => pb_common::Stage::DualWrite,
-        Some(Stage::Switching) => pb_common::Stage::Switching,
-        Some(Stage::Done) => pb_common::Stage::Done,
-    }
+    stage.map_or(
+        pb_common::Stage::Unspecified,
+        ferry_api::domain::stage_to_pb,
+    )
 }
 
 #[tonic::async_trait]
