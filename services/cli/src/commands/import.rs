@@ -14,7 +14,7 @@ use ferry_api::metadata_sync::v1::import_task_service_client::ImportTaskServiceC
 use serde_json::{Value, json};
 use tonic::transport::Channel;
 
-use crate::output::{OutputFormat, print_json, print_table};
+use crate::output::{OutputFormat, all_pages, print_json, print_table};
 
 /// Exit code of `--wait` when the task ended but not every item succeeded.
 const EXIT_NOT_ALL_SUCCEEDED: u8 = 2;
@@ -195,23 +195,19 @@ pub async fn run(addr: &str, output: OutputFormat, args: ImportArgs) -> anyhow::
     match args.command {
         ImportCommand::Create(c) => create(&mut client, output, c).await,
         ImportCommand::List { target_cluster } => {
-            let mut tasks = Vec::new();
-            let mut page_token = String::new();
-            loop {
-                let page = client
-                    .list_import_tasks(pb::ListImportTasksRequest {
-                        target_cluster: target_cluster.clone().unwrap_or_default(),
-                        page_size: 0,
-                        page_token,
-                    })
-                    .await?
-                    .into_inner();
-                tasks.extend(page.tasks);
-                if page.next_page_token.is_empty() {
-                    break;
+            let tasks = all_pages(|page_token| {
+                let mut client = client.clone();
+                let request = pb::ListImportTasksRequest {
+                    target_cluster: target_cluster.clone().unwrap_or_default(),
+                    page_size: 0,
+                    page_token,
+                };
+                async move {
+                    let page = client.list_import_tasks(request).await?.into_inner();
+                    Ok((page.tasks, page.next_page_token))
                 }
-                page_token = page.next_page_token;
-            }
+            })
+            .await?;
             show_tasks(output, &tasks)?;
             Ok(ExitCode::SUCCESS)
         }

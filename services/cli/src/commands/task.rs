@@ -10,7 +10,7 @@ use ferry_api::metadata_sync::v1::migration_task_service_client::MigrationTaskSe
 use serde_json::{Value, json};
 use tonic::transport::Channel;
 
-use crate::output::{OutputFormat, print_json, print_table};
+use crate::output::{OutputFormat, all_pages, print_json, print_table};
 
 /// Flags of `ferry task`.
 #[derive(Debug, Args)]
@@ -192,23 +192,21 @@ pub async fn run(addr: &str, output: OutputFormat, args: TaskArgs) -> anyhow::Re
                 Some("rolled-back") => pb::MigrationTaskState::RolledBack,
                 _ => pb::MigrationTaskState::Unspecified,
             };
-            let mut tasks = Vec::new();
-            let mut page_token = String::new();
-            loop {
-                let page = client
-                    .list_migration_tasks(pb::ListMigrationTasksRequest {
-                        state: state as i32,
-                        page_size: 0,
-                        page_token,
-                    })
-                    .await?
-                    .into_inner();
-                tasks.extend(page.tasks);
-                if page.next_page_token.is_empty() {
-                    break;
+            let tasks = all_pages(|page_token| {
+                let mut client = client.clone();
+                async move {
+                    let page = client
+                        .list_migration_tasks(pb::ListMigrationTasksRequest {
+                            state: state as i32,
+                            page_size: 0,
+                            page_token,
+                        })
+                        .await?
+                        .into_inner();
+                    Ok((page.tasks, page.next_page_token))
                 }
-                page_token = page.next_page_token;
-            }
+            })
+            .await?;
             show_tasks(output, &tasks)?;
         }
         TaskCommand::Show { task_id } => {
@@ -225,24 +223,20 @@ pub async fn run(addr: &str, output: OutputFormat, args: TaskArgs) -> anyhow::Re
                 Some(s) => vec![parse_stage(&s)? as i32],
                 None => Vec::new(),
             };
-            let mut topics = Vec::new();
-            let mut page_token = String::new();
-            loop {
-                let page = client
-                    .list_topic_stages(pb::ListTopicStagesRequest {
-                        task_id: task_id.clone(),
-                        stages: stages.clone(),
-                        page_size: 0,
-                        page_token,
-                    })
-                    .await?
-                    .into_inner();
-                topics.extend(page.topics);
-                if page.next_page_token.is_empty() {
-                    break;
+            let topics = all_pages(|page_token| {
+                let mut client = client.clone();
+                let request = pb::ListTopicStagesRequest {
+                    task_id: task_id.clone(),
+                    stages: stages.clone(),
+                    page_size: 0,
+                    page_token,
+                };
+                async move {
+                    let page = client.list_topic_stages(request).await?.into_inner();
+                    Ok((page.topics, page.next_page_token))
                 }
-                page_token = page.next_page_token;
-            }
+            })
+            .await?;
             show_topics(output, &topics)?;
         }
         TaskCommand::Topics(TopicsCommand::Add { task_id, topics }) => {
@@ -366,24 +360,20 @@ pub async fn run(addr: &str, output: OutputFormat, args: TaskArgs) -> anyhow::Re
             show_tasks(output, &[task])?;
         }
         TaskCommand::Audit { task_id, topic } => {
-            let mut records = Vec::new();
-            let mut page_token = String::new();
-            loop {
-                let page = client
-                    .list_audit_records(pb::ListAuditRecordsRequest {
-                        task_id: task_id.clone(),
-                        topic: topic.clone().unwrap_or_default(),
-                        page_size: 0,
-                        page_token,
-                    })
-                    .await?
-                    .into_inner();
-                records.extend(page.records);
-                if page.next_page_token.is_empty() {
-                    break;
+            let records = all_pages(|page_token| {
+                let mut client = client.clone();
+                let request = pb::ListAuditRecordsRequest {
+                    task_id: task_id.clone(),
+                    topic: topic.clone().unwrap_or_default(),
+                    page_size: 0,
+                    page_token,
+                };
+                async move {
+                    let page = client.list_audit_records(request).await?.into_inner();
+                    Ok((page.records, page.next_page_token))
                 }
-                page_token = page.next_page_token;
-            }
+            })
+            .await?;
             show_audit(output, &records)?;
         }
     }
