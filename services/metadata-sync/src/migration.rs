@@ -27,6 +27,9 @@ use ferry_api::service_names::MIGRATION_TASK;
 use ferry_core::names::is_valid_name_char;
 use ferry_core::readiness::ReasonCode;
 use ferry_core::{Direction, MigrationStep, Stage, TaskState, validate_topic};
+use ferry_scanner::convert::report_to_pb;
+use ferry_scanner::engine::CollisionKind;
+use ferry_scanner::{EngineConfig, ScanEngine, SourceSpec};
 use ferry_server::pending::not_implemented;
 use ferry_store::{
     FerryStore, MigrationStore, MigrationTask, PageRequest, ReadinessRecord, StageChange,
@@ -57,6 +60,8 @@ pub const DEFAULT_READINESS_MAX_AGE: Duration = Duration::from_secs(30);
 pub struct MigrationTasks {
     store: StoreSlot,
     readiness_max_age: Duration,
+    /// Probes the source and target for step 1 (the scanner's engine, used in-process).
+    engine: ScanEngine,
 }
 
 impl MigrationTasks {
@@ -64,6 +69,7 @@ impl MigrationTasks {
         MigrationTasks {
             store,
             readiness_max_age: DEFAULT_READINESS_MAX_AGE,
+            engine: ScanEngine::new(EngineConfig::default()),
         }
     }
 
@@ -450,6 +456,57 @@ fn new_task_id() -> String {
     format!("mt-{}", &id[..12])
 }
 
+/// The last step-1 probe, kept in the task's `extra` under "connect".
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct ConnectResult {
+    /// `ferry.common.v1.ConnectOutcome` number.
+    outcome: i32,
+    message: String,
+    broker_name_collisions: Vec<String>,
+    at_ms: i64,
+}
+
+fn set_connect_result(extra: &mut serde_json::Value, result: ConnectResult) {
+    if !extra.is_object() {
+        *extra = serde_json::Value::Object(Default::default());
+    }
+    if let (Some(map), Ok(value)) = (extra.as_object_mut(), serde_json::to_value(result)) {
+        map.insert("connect".into(), value);
+    }
+}
+
+fn connect_result(task: &MigrationTask) -> Option<ConnectResult> {
+    serde_json::from_value(task.extra.get("connect")?.clone()).ok()
+}
+
+/// Step 1 is done when the last probe reached every NameServer and broker of both clusters
+/// and no broker name exists in both (clients key addresses and offsets by broker name, so
+/// routes could not be merged).
+fn connect_gate(task: &MigrationTask) -> Result<()> {
+    let Some(result) = connect_result(task) else {
+        return Err(SyncError::FailedPrecondition(format!(
+            "task {} has not connected its source yet: run ConnectSource first",
+            task.id
+        )));
+    };
+    if !result.broker_name_collisions.is_empty() {
+        return Err(SyncError::FailedPrecondition(format!(
+            "broker names exist in both clusters ({}): a seamless migration needs unique broker names; rename the target's brokers",
+            result.broker_name_collisions.join(", ")
+        )));
+    }
+    if result.outcome != pb_common::ConnectOutcome::Ok as i32 {
+        let outcome = pb_common::ConnectOutcome::try_from(result.outcome)
+            .map(|o| o.as_str_name())
+            .unwrap_or("UNKNOWN");
+        return Err(SyncError::FailedPrecondition(format!(
+            "the last source check ended {outcome}: {}; fix it and run ConnectSource again",
+            result.message
+        )));
+    }
+    Ok(())
+}
+
 fn pending(rpc: &str) -> Status {
     not_implemented(MIGRATION_TASK, rpc, STEPS_ARRIVE_WITH)
 }
@@ -569,9 +626,57 @@ impl MigrationTaskService for MigrationTasks {
 
     async fn connect_source(
         &self,
-        _: Request<pb::ConnectSourceRequest>,
+        request: Request<pb::ConnectSourceRequest>,
     ) -> std::result::Result<Response<pb::ConnectSourceResponse>, Status> {
-        Err(pending("ConnectSource"))
+        let req = request.into_inner();
+        let store = self.store.get().map_err(SyncError::from)?;
+        let task = store
+            .get_task(&req.task_id)
+            .await
+            .map_err(SyncError::from)?;
+        ensure_accepts_changes(&task.value)?;
+        let spec = |namesrv: &str, cluster: &str| SourceSpec {
+            namesrv_addrs: namesrv.to_string(),
+            cluster_name: Some(cluster.to_string()),
+            credentials: None,
+        };
+        let source = spec(&task.value.source_namesrv, &task.value.source_cluster);
+        let target = spec(&task.value.target_namesrv, &task.value.target_cluster);
+        let report = self
+            .engine
+            .check_connection(&source, Some(&target), None)
+            .await
+            .map_err(|e| SyncError::FailedPrecondition(format!("cannot probe the source: {e}")))?;
+        let probe = report_to_pb(&report);
+        let broker_collisions: Vec<&str> = report
+            .collisions
+            .iter()
+            .filter(|c| c.kind == CollisionKind::BrokerName)
+            .map(|c| c.name.as_str())
+            .collect();
+        // The result stays on the task: the step-1 gate reads it, and people see it later.
+        let mut updated = task.value.clone();
+        set_connect_result(
+            &mut updated.extra,
+            ConnectResult {
+                outcome: probe.outcome,
+                message: report.message.clone(),
+                broker_name_collisions: broker_collisions.iter().map(|s| s.to_string()).collect(),
+                at_ms: now_ms(),
+            },
+        );
+        updated.updated_at_ms = now_ms();
+        let saved = store
+            .update_task(updated, task.revision)
+            .await
+            .map_err(SyncError::from)?;
+        tracing::info!(task = %req.task_id, outcome = probe.outcome, "source connection checked");
+        ok(pb::ConnectSourceResponse {
+            outcome: probe.outcome,
+            message: probe.message,
+            probes: probe.probes,
+            task: Some(Self::task_response(store.as_ref(), &saved).await?),
+        })
     }
 
     async fn refresh_source_inventory(
@@ -618,11 +723,50 @@ impl MigrationTaskService for MigrationTasks {
 
     async fn advance_step(
         &self,
-        _: Request<pb::AdvanceStepRequest>,
+        request: Request<pb::AdvanceStepRequest>,
     ) -> std::result::Result<Response<pb::AdvanceStepResponse>, Status> {
-        // Each step's gate (source connected, metadata imported, clients switched) needs the
-        // scanner, importer and router presence; advancing without them would be a fake.
-        Err(pending("AdvanceStep"))
+        let req = request.into_inner();
+        let store = self.store.get().map_err(SyncError::from)?;
+        let task = store
+            .get_task(&req.task_id)
+            .await
+            .map_err(SyncError::from)?;
+        ensure_accepts_changes(&task.value)?;
+        let from = task.value.step;
+        if req.from_step != step_to_pb(from) as i32 {
+            return Err(SyncError::FailedPrecondition(format!(
+                "task {} is at step {}, not the step the request names: re-read the task",
+                task.value.id,
+                from.as_str()
+            ))
+            .into());
+        }
+        let to = match from {
+            MigrationStep::Connect => {
+                connect_gate(&task.value)?;
+                MigrationStep::ImportMetadata
+            }
+            // The import, switch-access-point and completion gates need the imported items
+            // and client presence on the task; moving on without them would be a fake.
+            other => {
+                return Err(not_implemented(
+                    MIGRATION_TASK,
+                    &format!("AdvanceStep from {}", other.as_str()),
+                    STEPS_ARRIVE_WITH,
+                ));
+            }
+        };
+        let mut updated = task.value.clone();
+        updated.step = to;
+        updated.updated_at_ms = now_ms();
+        let saved = store
+            .update_task(updated, task.revision)
+            .await
+            .map_err(SyncError::from)?;
+        tracing::info!(task = %req.task_id, from = from.as_str(), to = to.as_str(), actor = %actor_or_anonymous(req.actor), "task step advanced");
+        ok(pb::AdvanceStepResponse {
+            task: Some(Self::task_response(store.as_ref(), &saved).await?),
+        })
     }
 
     async fn list_topic_stages(
