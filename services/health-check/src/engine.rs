@@ -26,6 +26,7 @@ use crate::error::{HealthError, Result};
 use crate::measure::{TaskContext, TopicMeasurement};
 use crate::presence::{Presence, Routers};
 use crate::slot::StoreSlot;
+pub(crate) use ferry_store::now_ms;
 
 /// Topics measured at once within one task.
 const TOPIC_CONCURRENCY: usize = 8;
@@ -86,12 +87,6 @@ pub struct Engine {
     clusters: Clusters,
     routers: Routers,
     config: EngineConfig,
-}
-
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn ms(d: i64) -> Duration {

@@ -77,12 +77,7 @@ fn not_measured(stage: Stage, direction: Direction) -> Readiness {
 }
 
 fn page_request(page_size: i32, page_token: String) -> Result<PageRequest> {
-    let page_size = u32::try_from(page_size)
-        .map_err(|_| HealthError::InvalidArgument(format!("page_size {page_size} is negative")))?;
-    Ok(PageRequest {
-        page_size,
-        page_token: (!page_token.is_empty()).then_some(page_token),
-    })
+    PageRequest::from_wire(page_size, page_token).map_err(HealthError::InvalidArgument)
 }
 
 fn require_task_id(task_id: &str) -> Result<()> {

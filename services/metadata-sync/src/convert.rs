@@ -59,12 +59,7 @@ pub fn target_type_from_pb(value: i32) -> Result<TargetType> {
 }
 
 pub fn page_request(page_size: i32, page_token: String) -> Result<PageRequest> {
-    let page_size = u32::try_from(page_size)
-        .map_err(|_| SyncError::InvalidArgument(format!("page_size {page_size} is negative")))?;
-    Ok(PageRequest {
-        page_size,
-        page_token: (!page_token.is_empty()).then_some(page_token),
-    })
+    PageRequest::from_wire(page_size, page_token).map_err(SyncError::InvalidArgument)
 }
 
 pub fn task_to_pb(

@@ -44,6 +44,7 @@ use tonic::{Request, Response, Status};
 use crate::convert::page_request;
 use crate::error::{Result, SyncError};
 pub use engine::EngineSettings;
+use ferry_store::now_ms;
 pub use slot::{ImportBackend, ImportSlot, ImportSlotWriter};
 use target::Timeouts;
 
@@ -412,12 +413,6 @@ impl ImportTasks {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn file_name(given: &str, default: &str) -> String {

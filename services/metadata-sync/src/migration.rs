@@ -40,6 +40,7 @@ use tonic::{Request, Response, Status};
 use crate::convert::*;
 use crate::error::{Result, SyncError};
 use crate::store_slot::StoreSlot;
+use ferry_store::now_ms;
 
 /// Longest task name accepted.
 const MAX_TASK_NAME_LEN: usize = 128;
@@ -442,13 +443,6 @@ fn validate_namesrv_addrs(what: &str, addrs: &str) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
 }
 
 fn new_task_id() -> String {

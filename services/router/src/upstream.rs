@@ -30,6 +30,7 @@ use futures::future::{BoxFuture, Shared};
 
 use crate::merge::ORDER_TOPIC_CONFIG;
 use crate::metrics;
+pub(crate) use ferry_store::now_ms;
 
 /// Timings and bounds of an upstream.
 #[derive(Debug, Clone)]
@@ -133,12 +134,6 @@ const MAX_LISTS: usize = 256;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The metric/log name of a side.

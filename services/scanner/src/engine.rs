@@ -40,6 +40,7 @@ use crate::inventory::{
     AclUser, BrokerEntry, BrokerGroupConfig, BrokerTopicConfig, ClusterEntry, GroupEntry,
     Inventory, TopicEntry,
 };
+use ferry_store::now_ms;
 
 /// Tuning of the engine.
 #[derive(Debug, Clone)]
@@ -753,12 +754,6 @@ impl ScanEngine {
         .instrument(span)
         .await
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn shorten(items: &[&String], n: usize) -> String {

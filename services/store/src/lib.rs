@@ -51,7 +51,7 @@ pub use migration::{
 };
 pub use model::{
     AuditRecord, MigrationTask, Page, PageRequest, RegisteredMember, SCHEMA_VERSION, StageEvent,
-    TaskState, TaskStep, TopicState, Versioned,
+    TaskState, TaskStep, TopicState, Versioned, now_ms,
 };
 pub use readiness::{FerryStore, ReadinessRecord, ReadinessStore, SourceWatch};
 pub use slot::{Slot, SlotWriter, Unavailable, keep_etcd_connected};

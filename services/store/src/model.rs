@@ -134,6 +134,17 @@ impl PageRequest {
     /// The largest page served.
     pub const MAX_SIZE: u32 = 1000;
 
+    /// A page request as the gRPC APIs carry it (`page_size`, `page_token`, "" = first
+    /// page); a negative size is refused with the reason.
+    pub fn from_wire(page_size: i32, page_token: String) -> std::result::Result<Self, String> {
+        let page_size =
+            u32::try_from(page_size).map_err(|_| format!("page_size {page_size} is negative"))?;
+        Ok(PageRequest {
+            page_size,
+            page_token: (!page_token.is_empty()).then_some(page_token),
+        })
+    }
+
     /// The first page of `page_size` items.
     pub fn first(page_size: u32) -> Self {
         PageRequest {
@@ -201,8 +212,8 @@ pub(crate) fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T> 
     Ok(stored.value)
 }
 
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> i64 {
+/// Milliseconds since the Unix epoch: the one clock of every stored or compared timestamp.
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)

@@ -28,6 +28,7 @@ use tracing::Instrument;
 
 use super::target::{CreateError, Held, Master, Target, Timeouts};
 use crate::error::{Result, SyncError};
+use ferry_store::now_ms;
 
 /// How the engine works; see [`super::ImportSettings`].
 #[derive(Debug, Clone, Copy)]
@@ -35,12 +36,6 @@ pub struct EngineSettings {
     /// Items per broker batch, and per in-flight mark in the store.
     pub batch_items: usize,
     pub timeouts: Timeouts,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn counts(items: &[ImportItem]) -> ProgressCounts {
