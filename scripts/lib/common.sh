@@ -6,6 +6,9 @@ FERRY_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 export FERRY_CACHE="${FERRY_CACHE:-$HOME/.cache/ferry}"
 # Cargo's target dir is cached outside the clone so a fresh clone reuses the build.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$FERRY_CACHE/target}"
+# Incremental caches in a long-lived target dir grow without bound (tens of GiB), and the
+# RocketMQ broker refuses to start on a fullish disk (services/testkit/PEER-NOTES.md §7).
+if [[ "${CI:-}" == "true" ]]; then export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"; fi
 BUF_VERSION="${BUF_VERSION:-1.75.0}"
 BUF_BIN="$FERRY_CACHE/tools/buf-$BUF_VERSION/node_modules/.bin/buf"
 

@@ -36,13 +36,19 @@ pub fn reason_code_to_pb(code: ReasonCode) -> pb::ReadinessReasonCode {
         ReasonCode::TargetBacklog => P::TargetBacklog,
         ReasonCode::ClientsNotSwitched => P::ClientsNotSwitched,
         ReasonCode::DwellTooShort => P::DwellTooShort,
-        ReasonCode::SourceWritesSeen => P::SourceWritesSeen,
-        ReasonCode::TargetTopicMissing => P::TargetTopicMissing,
-        ReasonCode::TargetGroupMissing => P::TargetGroupMissing,
+        // The deprecated wire values 5, 6 and 7 are never sent: their replacements are.
+        ReasonCode::SourceStillWritten => P::SourceStillWritten,
+        ReasonCode::TopicNotImported => P::TopicNotImported,
+        ReasonCode::GroupNotImported => P::GroupNotImported,
         ReasonCode::ClusterUnreachable => P::ClusterUnreachable,
         ReasonCode::BrokerNameCollision => P::BrokerNameCollision,
         ReasonCode::TaskPaused => P::TaskPaused,
         ReasonCode::NoSuchStage => P::NoSuchStage,
+        ReasonCode::ConsumersNotOnTarget => P::ConsumersNotOnTarget,
+        ReasonCode::PendingDelayMessages => P::PendingDelayMessages,
+        ReasonCode::PendingTransactions => P::PendingTransactions,
+        ReasonCode::RetryOrDlqBacklog => P::RetryOrDlqBacklog,
+        ReasonCode::RouterUnavailable => P::RouterUnavailable,
     }
 }
 
@@ -82,6 +88,19 @@ mod tests {
         }
         assert_eq!(stage_from_pb(0), None);
         assert_eq!(stage_from_pb(99), None);
+    }
+
+    #[test]
+    fn reason_codes_map_to_their_names_and_never_to_deprecated_values() {
+        for code in ReasonCode::ALL {
+            let wire = reason_code_to_pb(code);
+            assert_eq!(
+                wire.as_str_name()
+                    .trim_start_matches("READINESS_REASON_CODE_"),
+                code.as_str()
+            );
+            assert!(!matches!(wire as i32, 0 | 5..=7), "{code} -> {wire:?}");
+        }
     }
 
     #[test]

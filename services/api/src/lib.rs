@@ -13,6 +13,24 @@ pub mod domain;
 pub mod common {
     pub mod v1 {
         tonic::include_proto!("ferry.common.v1");
+
+        /// Never shows the secret key (requests holding credentials get logged and
+        /// `Debug`-printed like any other value).
+        impl std::fmt::Debug for Credentials {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct("Credentials")
+                    .field("access_key", &self.access_key)
+                    .field(
+                        "secret_key",
+                        &if self.secret_key.is_empty() {
+                            ""
+                        } else {
+                            "<redacted>"
+                        },
+                    )
+                    .finish()
+            }
+        }
     }
 }
 
@@ -75,5 +93,21 @@ mod tests {
             service_names::HEALTH_CHECK
         );
         assert!(FILE_DESCRIPTOR_SET.len() > 1000);
+    }
+
+    #[test]
+    fn credentials_debug_never_shows_the_secret() {
+        let creds = common::v1::Credentials {
+            access_key: "ferry_admin".into(),
+            secret_key: "s3cret-Value".into(),
+        };
+        let shown = format!("{creds:?} {creds:#?}");
+        assert!(shown.contains("ferry_admin"), "{shown}");
+        assert!(!shown.contains("s3cret-Value"), "{shown}");
+        let endpoint = common::v1::ClusterEndpoint {
+            credentials: Some(creds),
+            ..Default::default()
+        };
+        assert!(!format!("{endpoint:?}").contains("s3cret-Value"));
     }
 }

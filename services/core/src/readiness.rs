@@ -5,7 +5,8 @@
 //! [`TopicFacts`] on both clusters; [`assess`] turns them into a [`Readiness`] with every
 //! [`Reason`] that holds. Anything that could not be measured is [`Fact::Unknown`] and blocks
 //! every step that needs it (`CLUSTER_UNREACHABLE`): a wrong "ready" loses messages, a wrong
-//! "not ready" only costs a wait or an explicit, audited `force`.
+//! "not ready" only costs a wait or an explicit, audited `force`. Each reason's detail carries
+//! the figures behind it (counts, groups, brokers, routers registered / answering).
 //!
 //! # What each step needs, and why
 //!
@@ -17,10 +18,10 @@
 //! | step | needs |
 //! |---|---|
 //! | every step | task not paused; at least the minimum dwell in the current stage |
-//! | INITIAL → DUAL_READ | target topic and groups exist; no broker name in both clusters; every client switched to the routers |
-//! | DUAL_READ → DUAL_WRITE | as above, and every group consuming on the source also consumes on the target |
+//! | INITIAL → DUAL_READ | target topic and groups exist (`TOPIC_NOT_IMPORTED`, `GROUP_NOT_IMPORTED`); no broker name in both clusters (`BROKER_NAME_COLLISION`); a router of the task registered and every registered router answering (`ROUTER_UNAVAILABLE`); every client switched to the routers (`CLIENTS_NOT_SWITCHED`) |
+//! | DUAL_READ → DUAL_WRITE | as above, and every group consuming on the source also consumes on the target (`CONSUMERS_NOT_ON_TARGET`) |
 //! | DUAL_WRITE → SWITCHING | as DUAL_READ → DUAL_WRITE |
-//! | SWITCHING → DONE | as DUAL_READ → DUAL_WRITE, source backlog 0 for every group, no source writes for a quiet window |
+//! | SWITCHING → DONE | as DUAL_READ → DUAL_WRITE; on the source: backlog 0 for every group (`SOURCE_BACKLOG`), its `%RETRY%` and `%DLQ%` topics drained (`RETRY_OR_DLQ_BACKLOG`), no scheduled message undelivered (`PENDING_DELAY_MESSAGES`), no transaction unresolved (`PENDING_TRANSACTIONS`), no writes for a quiet window (`SOURCE_STILL_WRITTEN`) |
 //! | DUAL_READ → INITIAL | target backlog 0 for every group |
 //! | DUAL_WRITE → DUAL_READ, SWITCHING → DUAL_WRITE, DONE → SWITCHING | nothing more: every cluster holding messages stays readable |
 //!
@@ -36,12 +37,20 @@
 //!   never sees target queues: a direct consumer group never reads what is written to the
 //!   target, a direct producer keeps writing the source after DONE. Group members must also
 //!   switch together or rebalancing diverges (ROCKETMQ.md §6.3).
+//! - **Routers**: who switched is known only from the routers' presence. With no router of
+//!   the task registered, or a registered one not answering, a client using it is invisible
+//!   (and may follow stale stages), so switching cannot be proven.
 //! - **Consumers attached to the target** before any write goes there: a group's first look
 //!   at a new queue may start from its last offset and skip earlier messages.
 //! - **SWITCHING → DONE** hides the source queues: every group must have drained the source
-//!   (its `%RETRY%` topic too) and nothing may still be writing there (a late transactional
-//!   commit, a client with a stale route). The write watch needs a quiet window of one poll
-//!   interval because a rare writer cannot be seen any faster.
+//!   and its `%RETRY%`/`%DLQ%` topics there, and nothing may still be writing there (a late
+//!   transactional commit, a client with a stale route). Messages the source brokers hold
+//!   back also land on the source later: scheduled (delayed) messages not delivered yet and
+//!   transactional half messages not resolved yet. Brokers keep both in one system queue for
+//!   every topic (`SCHEDULE_TOPIC_XXXX`, `RMQ_SYS_TRANS_HALF_TOPIC`), so these two are
+//!   counted per source broker for all topics, which errs on the side of waiting. The write
+//!   watch needs a quiet window of one poll interval because a rare writer cannot be seen
+//!   any faster.
 //! - **DUAL_READ → INITIAL** hides the target queues, which may hold messages written during
 //!   an earlier DUAL_WRITE: every group must have drained the target.
 //! - Rolling back from DUAL_WRITE, SWITCHING or DONE only makes more queues readable; the
@@ -63,8 +72,12 @@ use crate::stage::{Direction, Stage};
 /// Why a topic is not ready to change stage. Stable codes, as in the API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+///
+/// Records stored before the 12+ codes existed name `SOURCE_WRITES_SEEN`,
+/// `TARGET_TOPIC_MISSING` and `TARGET_GROUP_MISSING`; they still read (as
+/// `SOURCE_STILL_WRITTEN`, `TOPIC_NOT_IMPORTED`, `GROUP_NOT_IMPORTED`).
 pub enum ReasonCode {
-    /// Messages on the source are not consumed yet.
+    /// Messages of the topic on the source are not consumed yet.
     SourceBacklog,
     /// Messages on the target are not consumed yet (a rollback would strand them).
     TargetBacklog,
@@ -73,11 +86,14 @@ pub enum ReasonCode {
     /// Not long enough in the stage (or watching the source) for every client to follow.
     DwellTooShort,
     /// Writes still reach the source although the stage makes it read-only.
-    SourceWritesSeen,
-    /// The topic does not exist on the target.
-    TargetTopicMissing,
-    /// A consumer group of the topic does not exist on the target.
-    TargetGroupMissing,
+    #[serde(alias = "SOURCE_WRITES_SEEN")]
+    SourceStillWritten,
+    /// The topic does not exist on the target: import it.
+    #[serde(alias = "TARGET_TOPIC_MISSING")]
+    TopicNotImported,
+    /// A consumer group of the topic does not exist on the target: import it.
+    #[serde(alias = "TARGET_GROUP_MISSING")]
+    GroupNotImported,
     /// Something could not be measured, so readiness cannot be proven.
     ClusterUnreachable,
     /// A broker name exists in both clusters.
@@ -86,21 +102,36 @@ pub enum ReasonCode {
     TaskPaused,
     /// There is no stage in that direction.
     NoSuchStage,
+    /// A group consumes the topic on the source but has no consumer on the target yet.
+    ConsumersNotOnTarget,
+    /// Scheduled (delayed) messages on the source brokers are not delivered yet.
+    PendingDelayMessages,
+    /// Transactional half messages on the source brokers are not resolved yet.
+    PendingTransactions,
+    /// The groups' `%RETRY%` / `%DLQ%` topics on the source hold unconsumed messages.
+    RetryOrDlqBacklog,
+    /// No router of the task is registered, or a registered router does not answer.
+    RouterUnavailable,
 }
 
 impl ReasonCode {
-    pub const ALL: [ReasonCode; 11] = [
+    pub const ALL: [ReasonCode; 16] = [
         ReasonCode::SourceBacklog,
         ReasonCode::TargetBacklog,
         ReasonCode::ClientsNotSwitched,
         ReasonCode::DwellTooShort,
-        ReasonCode::SourceWritesSeen,
-        ReasonCode::TargetTopicMissing,
-        ReasonCode::TargetGroupMissing,
+        ReasonCode::SourceStillWritten,
+        ReasonCode::TopicNotImported,
+        ReasonCode::GroupNotImported,
         ReasonCode::ClusterUnreachable,
         ReasonCode::BrokerNameCollision,
         ReasonCode::TaskPaused,
         ReasonCode::NoSuchStage,
+        ReasonCode::ConsumersNotOnTarget,
+        ReasonCode::PendingDelayMessages,
+        ReasonCode::PendingTransactions,
+        ReasonCode::RetryOrDlqBacklog,
+        ReasonCode::RouterUnavailable,
     ];
 
     /// The API name, e.g. `SOURCE_BACKLOG`.
@@ -110,13 +141,18 @@ impl ReasonCode {
             ReasonCode::TargetBacklog => "TARGET_BACKLOG",
             ReasonCode::ClientsNotSwitched => "CLIENTS_NOT_SWITCHED",
             ReasonCode::DwellTooShort => "DWELL_TOO_SHORT",
-            ReasonCode::SourceWritesSeen => "SOURCE_WRITES_SEEN",
-            ReasonCode::TargetTopicMissing => "TARGET_TOPIC_MISSING",
-            ReasonCode::TargetGroupMissing => "TARGET_GROUP_MISSING",
+            ReasonCode::SourceStillWritten => "SOURCE_STILL_WRITTEN",
+            ReasonCode::TopicNotImported => "TOPIC_NOT_IMPORTED",
+            ReasonCode::GroupNotImported => "GROUP_NOT_IMPORTED",
             ReasonCode::ClusterUnreachable => "CLUSTER_UNREACHABLE",
             ReasonCode::BrokerNameCollision => "BROKER_NAME_COLLISION",
             ReasonCode::TaskPaused => "TASK_PAUSED",
             ReasonCode::NoSuchStage => "NO_SUCH_STAGE",
+            ReasonCode::ConsumersNotOnTarget => "CONSUMERS_NOT_ON_TARGET",
+            ReasonCode::PendingDelayMessages => "PENDING_DELAY_MESSAGES",
+            ReasonCode::PendingTransactions => "PENDING_TRANSACTIONS",
+            ReasonCode::RetryOrDlqBacklog => "RETRY_OR_DLQ_BACKLOG",
+            ReasonCode::RouterUnavailable => "ROUTER_UNAVAILABLE",
         }
     }
 }
@@ -124,7 +160,7 @@ impl ReasonCode {
 crate::text_enum!(
     ReasonCode,
     "readiness reason code",
-    "SOURCE_BACKLOG, TARGET_BACKLOG, CLIENTS_NOT_SWITCHED, DWELL_TOO_SHORT, SOURCE_WRITES_SEEN, TARGET_TOPIC_MISSING, TARGET_GROUP_MISSING, CLUSTER_UNREACHABLE, BROKER_NAME_COLLISION, TASK_PAUSED, NO_SUCH_STAGE"
+    "SOURCE_BACKLOG, TARGET_BACKLOG, CLIENTS_NOT_SWITCHED, DWELL_TOO_SHORT, SOURCE_STILL_WRITTEN, TOPIC_NOT_IMPORTED, GROUP_NOT_IMPORTED, CLUSTER_UNREACHABLE, BROKER_NAME_COLLISION, TASK_PAUSED, NO_SUCH_STAGE, CONSUMERS_NOT_ON_TARGET, PENDING_DELAY_MESSAGES, PENDING_TRANSACTIONS, RETRY_OR_DLQ_BACKLOG, ROUTER_UNAVAILABLE"
 );
 
 /// One reason a topic is not ready: a stable code and what was measured, for people.
@@ -215,11 +251,34 @@ impl<T, E: std::fmt::Display> From<Result<T, E>> for Fact<T> {
 }
 
 /// Messages of one consumer group not consumed yet on one cluster (summed over the
-/// cluster's brokers, including the group's `%RETRY%` topic there).
+/// cluster's brokers). On the source this is the topic alone (the group's retry and
+/// dead-letter topics are [`RetryBacklog`]s); on the target it includes the retry topic.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupBacklog {
     pub group: String,
     pub messages: Fact<i64>,
+}
+
+/// Messages of one group's `%RETRY%<group>` or `%DLQ%<group>` topic on the source not
+/// consumed yet (summed over the source brokers holding it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryBacklog {
+    pub group: String,
+    /// `%RETRY%<group>` or `%DLQ%<group>`.
+    pub topic: String,
+    pub messages: Fact<i64>,
+}
+
+/// Messages one source broker holds back for later: scheduled messages not delivered yet,
+/// or transactional half messages not resolved yet. Brokers keep them for every topic in
+/// one system queue, so the count is the broker's, not the topic's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerPending {
+    /// Broker name and address, e.g. `broker-a (10.0.0.1:10911)`.
+    pub broker: String,
+    pub messages: Fact<i64>,
+    /// Where they are, for people (e.g. `delay level 18: 3`); may be empty.
+    pub detail: String,
 }
 
 /// Which clients of the topic still use the source NameServer directly.
@@ -228,9 +287,31 @@ pub struct ClientSwitch {
     /// Clients seen on source brokers and at no router, one description each
     /// (e.g. `consumer G 10.0.0.5:53122 (10.0.0.5@pid)`).
     pub unswitched: Vec<String>,
-    /// What could not be checked, e.g. a router that did not answer, or producers a 4.x
-    /// broker cannot list. Each one blocks like an unswitched client.
+    /// What could not be checked, e.g. producers a 4.x broker cannot list. Each one blocks
+    /// like an unswitched client. (Routers that do not answer are [`Routers`].)
     pub unproven: Vec<String>,
+}
+
+/// The routers of the task: client presence is only known from them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Routers {
+    /// Routers registered for the task (live registrations in the store).
+    pub registered: usize,
+    /// Registered routers that answered the presence query.
+    pub answering: usize,
+    /// Why each of the others did not answer.
+    pub failures: Vec<String>,
+}
+
+impl Routers {
+    /// `n` registered routers, every one answering.
+    pub fn all_answering(n: usize) -> Self {
+        Routers {
+            registered: n,
+            answering: n,
+            failures: Vec::new(),
+        }
+    }
 }
 
 /// Writes seen on the source topic by comparing its max offsets over a watched window.
@@ -253,11 +334,25 @@ pub struct TopicFacts {
     pub target_topic_exists: Fact<bool>,
     /// Consumer groups of the topic missing on the target (`group` or `group@broker`).
     pub target_groups_missing: Fact<Vec<String>>,
+    /// Routers of the task registered and answering.
+    pub routers: Fact<Routers>,
     pub clients: Fact<ClientSwitch>,
     /// Groups with consumers of the topic on the source but none on the target.
     pub groups_not_on_target: Fact<Vec<String>>,
     pub source_backlog: Fact<Vec<GroupBacklog>>,
+    /// The groups' `%RETRY%` / `%DLQ%` topics on the source (entries with a backlog, or
+    /// unknown; a drained or absent topic may be left out).
+    pub retry_backlog: Fact<Vec<RetryBacklog>>,
+    /// Scheduled messages not delivered yet, per source broker of the task's cluster.
+    pub pending_delay: Fact<Vec<BrokerPending>>,
+    /// Transactional half messages not resolved yet, per source broker.
+    pub pending_transactions: Fact<Vec<BrokerPending>>,
     pub target_backlog: Fact<Vec<GroupBacklog>>,
+    /// Scheduled messages not delivered yet, per target broker: a rollback to INITIAL stops
+    /// reading the target, so each would arrive there after its consumers left.
+    pub target_pending_delay: Fact<Vec<BrokerPending>>,
+    /// Transactional half messages not resolved yet, per target broker (same reason).
+    pub target_pending_transactions: Fact<Vec<BrokerPending>>,
     pub source_writes: Fact<SourceWrites>,
 }
 
@@ -270,10 +365,16 @@ impl TopicFacts {
             broker_name_collisions: Fact::Known(Vec::new()),
             target_topic_exists: Fact::Known(true),
             target_groups_missing: Fact::Known(Vec::new()),
+            routers: Fact::Known(Routers::all_answering(1)),
             clients: Fact::Known(ClientSwitch::default()),
             groups_not_on_target: Fact::Known(Vec::new()),
             source_backlog: Fact::Known(Vec::new()),
+            retry_backlog: Fact::Known(Vec::new()),
+            pending_delay: Fact::Known(Vec::new()),
+            pending_transactions: Fact::Known(Vec::new()),
             target_backlog: Fact::Known(Vec::new()),
+            target_pending_delay: Fact::Known(Vec::new()),
+            target_pending_transactions: Fact::Known(Vec::new()),
             source_writes: Fact::Known(SourceWrites {
                 written: 0,
                 watched: quiet,
@@ -317,8 +418,11 @@ pub struct Needs {
     pub no_collision: bool,
     pub target_topic: bool,
     pub target_groups: bool,
+    /// Routers available and every client switched to them.
     pub clients_switched: bool,
     pub attached_to_target: bool,
+    /// The source drained: the topic, the groups' retry / DLQ topics, scheduled messages
+    /// and transactions.
     pub source_drained: bool,
     pub source_quiet: bool,
     pub target_drained: bool,
@@ -416,6 +520,76 @@ impl Check {
             }
         }
     }
+
+    /// RETRY_OR_DLQ_BACKLOG per retry / dead-letter topic with messages left.
+    fn retry_drained(&mut self, fact: &Fact<Vec<RetryBacklog>>) {
+        let Some(topics) = self.known("source retry / dead-letter backlog", fact) else {
+            return;
+        };
+        for t in topics {
+            match &t.messages {
+                Fact::Known(n) if *n > 0 => {
+                    let what = if t.topic.starts_with("%DLQ%") {
+                        "dead-letter messages not handled yet (resend them, then reset the group's offset on it; RocketMQ never redelivers them)"
+                    } else {
+                        "retry messages not consumed yet"
+                    };
+                    self.add(
+                        ReasonCode::RetryOrDlqBacklog,
+                        format!("source {} holds {n} {what} of group {}", t.topic, t.group),
+                    )
+                }
+                Fact::Known(_) => {}
+                Fact::Unknown(why) => self.add(
+                    ReasonCode::ClusterUnreachable,
+                    format!("source backlog of {} unknown: {why}", t.topic),
+                ),
+            }
+        }
+    }
+
+    /// One reason with the total over the `side`'s brokers holding messages back, naming
+    /// each; CLUSTER_UNREACHABLE per broker that could not be read.
+    fn pending(
+        &mut self,
+        side: &str,
+        what: &str,
+        code: ReasonCode,
+        fact: &Fact<Vec<BrokerPending>>,
+        why: &str,
+    ) {
+        let Some(brokers) = self.known(what, fact) else {
+            return;
+        };
+        let mut total = 0i64;
+        let mut named = Vec::new();
+        for b in brokers {
+            match &b.messages {
+                Fact::Known(n) if *n > 0 => {
+                    total = total.saturating_add(*n);
+                    named.push(if b.detail.is_empty() {
+                        format!("{}: {n}", b.broker)
+                    } else {
+                        format!("{}: {n} ({})", b.broker, b.detail)
+                    });
+                }
+                Fact::Known(_) => {}
+                Fact::Unknown(e) => self.add(
+                    ReasonCode::ClusterUnreachable,
+                    format!("{what} on {} unknown: {e}", b.broker),
+                ),
+            }
+        }
+        if total > 0 {
+            self.add(
+                code,
+                format!(
+                    "{total} {what} on the {side} ({}); counted per broker for all topics, {why}",
+                    listed(&named)
+                ),
+            );
+        }
+    }
 }
 
 /// Readiness of the step from `from` one stage in `direction`, under `facts`.
@@ -479,7 +653,7 @@ pub fn assess(
         && let Some(false) = c.known("target topic", &facts.target_topic_exists)
     {
         c.add(
-            ReasonCode::TargetTopicMissing,
+            ReasonCode::TopicNotImported,
             "the topic does not exist on the target cluster; import it".into(),
         );
     }
@@ -488,13 +662,32 @@ pub fn assess(
         && !missing.is_empty()
     {
         c.add(
-            ReasonCode::TargetGroupMissing,
+            ReasonCode::GroupNotImported,
             format!(
                 "{} consumer group(s) missing on the target: {}",
                 missing.len(),
                 listed(missing)
             ),
         );
+    }
+    if need.clients_switched
+        && let Some(r) = c.known("routers of the task", &facts.routers)
+    {
+        if r.registered == 0 {
+            c.add(
+                ReasonCode::RouterUnavailable,
+                "no router of the task is registered (0 registered, 0 answering): clients have no router to switch to, and switching cannot be proven".into(),
+            );
+        } else if r.answering < r.registered {
+            let mut detail = format!(
+                "{} of {} registered router(s) answering; clients of the others cannot be seen",
+                r.answering, r.registered
+            );
+            if !r.failures.is_empty() {
+                detail.push_str(&format!(": {}", listed(&r.failures)));
+            }
+            c.add(ReasonCode::RouterUnavailable, detail);
+        }
     }
     if need.clients_switched
         && let Some(sw) = c.known("client presence", &facts.clients)
@@ -524,22 +717,38 @@ pub fn assess(
         && !groups.is_empty()
     {
         c.add(
-            ReasonCode::ClientsNotSwitched,
+            ReasonCode::ConsumersNotOnTarget,
             format!(
-                "group(s) consuming on the source with no consumer on the target yet: {}",
+                "{} group(s) consuming on the source with no consumer on the target yet: {}",
+                groups.len(),
                 listed(groups)
             ),
         );
     }
     if need.source_drained {
         c.drained("source", ReasonCode::SourceBacklog, &facts.source_backlog);
+        c.retry_drained(&facts.retry_backlog);
+        c.pending(
+            "source",
+            "scheduled message(s) not delivered yet",
+            ReasonCode::PendingDelayMessages,
+            &facts.pending_delay,
+            "as the schedule queue does not tell topics apart; each would be delivered to the source after its consumers left",
+        );
+        c.pending(
+            "source",
+            "transactional half message(s) not resolved yet",
+            ReasonCode::PendingTransactions,
+            &facts.pending_transactions,
+            "as the half queue does not tell topics apart; a commit would deliver to the source after its consumers left",
+        );
     }
     if need.source_quiet
         && let Some(w) = c.known("writes to the source", &facts.source_writes)
     {
         if w.written > 0 {
             c.add(
-                ReasonCode::SourceWritesSeen,
+                ReasonCode::SourceStillWritten,
                 format!(
                     "{} message(s) written to the source in the last {} although {from} makes it read-only",
                     w.written,
@@ -560,6 +769,22 @@ pub fn assess(
     }
     if need.target_drained {
         c.drained("target", ReasonCode::TargetBacklog, &facts.target_backlog);
+        // Found by the zero-loss test: messages delayed or half-sent during DUAL_WRITE sit on
+        // the target; back at INITIAL nobody reads the target when they come due.
+        c.pending(
+            "target",
+            "scheduled message(s) not delivered yet",
+            ReasonCode::PendingDelayMessages,
+            &facts.target_pending_delay,
+            "as the schedule queue does not tell topics apart; each would be delivered to the target after its consumers left",
+        );
+        c.pending(
+            "target",
+            "transactional half message(s) not resolved yet",
+            ReasonCode::PendingTransactions,
+            &facts.target_pending_transactions,
+            "as the half queue does not tell topics apart; a commit would deliver to the target after its consumers left",
+        );
     }
     Readiness::from_reasons(Some(to), c.reasons)
 }
@@ -660,6 +885,46 @@ mod tests {
         )
     }
 
+    fn retry_backlogs() -> impl Strategy<Value = Vec<RetryBacklog>> {
+        prop::collection::vec(
+            ("[A-Z]{1,4}", any::<bool>(), fact(0i64..50)).prop_map(|(group, dlq, messages)| {
+                let topic = if dlq {
+                    format!("%DLQ%{group}")
+                } else {
+                    format!("%RETRY%{group}")
+                };
+                RetryBacklog {
+                    group,
+                    topic,
+                    messages,
+                }
+            }),
+            0..3,
+        )
+    }
+
+    fn pendings() -> impl Strategy<Value = Vec<BrokerPending>> {
+        prop::collection::vec(
+            ("broker-[a-c]", fact(0i64..20)).prop_map(|(broker, messages)| BrokerPending {
+                broker,
+                messages,
+                detail: String::new(),
+            }),
+            0..3,
+        )
+    }
+
+    fn any_routers() -> impl Strategy<Value = Routers> {
+        (0usize..3, 0usize..3).prop_map(|(registered, down)| {
+            let down = down.min(registered);
+            Routers {
+                registered,
+                answering: registered - down,
+                failures: (0..down).map(|i| format!("router r{i} down")).collect(),
+            }
+        })
+    }
+
     fn secs_up_to(max: u64) -> impl Strategy<Value = Duration> {
         (0..=max * 1000).prop_map(Duration::from_millis)
     }
@@ -676,11 +941,18 @@ mod tests {
             source_backlog in fact(backlogs()),
             target_backlog in fact(backlogs()),
             source_writes in fact((0i64..5, secs_up_to(60)).prop_map(|(written, watched)| SourceWrites { written, watched })),
+            (routers, retry_backlog, pending_delay, pending_transactions) in (
+                fact(any_routers()), fact(retry_backlogs()), fact(pendings()), fact(pendings())
+            ),
+            (target_pending_delay, target_pending_transactions) in (
+                fact(pendings()), fact(pendings())
+            ),
         ) -> TopicFacts {
             TopicFacts {
                 task_paused, dwell, broker_name_collisions, target_topic_exists,
-                target_groups_missing, clients, groups_not_on_target, source_backlog,
-                target_backlog, source_writes,
+                target_groups_missing, routers, clients, groups_not_on_target, source_backlog,
+                retry_backlog, pending_delay, pending_transactions, target_backlog,
+                target_pending_delay, target_pending_transactions, source_writes,
             }
         }
     }
@@ -727,6 +999,47 @@ mod tests {
             .collect::<Vec<_>>()
     }
 
+    fn improve_retry(v: Vec<RetryBacklog>) -> impl Strategy<Value = Vec<RetryBacklog>> {
+        v.into_iter()
+            .map(|t| {
+                let (group, topic) = (t.group.clone(), t.topic.clone());
+                improve_fact(t.messages, |n| 0..=n, 0).prop_map(move |messages| RetryBacklog {
+                    group: group.clone(),
+                    topic: topic.clone(),
+                    messages,
+                })
+            })
+            .collect::<Vec<_>>()
+    }
+
+    fn improve_pending(v: Vec<BrokerPending>) -> impl Strategy<Value = Vec<BrokerPending>> {
+        v.into_iter()
+            .map(|b| {
+                let (broker, detail) = (b.broker.clone(), b.detail.clone());
+                improve_fact(b.messages, |n| 0..=n, 0).prop_map(move |messages| BrokerPending {
+                    broker: broker.clone(),
+                    messages,
+                    detail: detail.clone(),
+                })
+            })
+            .collect::<Vec<_>>()
+    }
+
+    /// Routers at least as available: more of them answering, or some registered at all.
+    fn improve_routers(r: Routers) -> BoxedStrategy<Routers> {
+        if r.registered == 0 {
+            prop_oneof![Just(r), (1usize..3).prop_map(Routers::all_answering)].boxed()
+        } else {
+            (r.answering..=r.registered)
+                .prop_map(move |answering| Routers {
+                    registered: r.registered,
+                    answering,
+                    failures: r.failures[..r.registered - answering].to_vec(),
+                })
+                .boxed()
+        }
+    }
+
     /// Facts at least as good as `f` in every respect.
     fn improved(f: TopicFacts) -> impl Strategy<Value = TopicFacts> {
         let paused = if f.task_paused {
@@ -744,6 +1057,14 @@ mod tests {
             Fact::Known(true) => Just(Fact::Known(true)).boxed(),
             other => prop_oneof![Just(other), Just(Fact::Known(true))].boxed(),
         };
+        let more = (
+            improve_fact(f.routers, improve_routers, Routers::all_answering(1)),
+            improve_fact(f.retry_backlog, improve_retry, vec![]),
+            improve_fact(f.pending_delay, improve_pending, vec![]),
+            improve_fact(f.pending_transactions, improve_pending, vec![]),
+            improve_fact(f.target_pending_delay, improve_pending, vec![]),
+            improve_fact(f.target_pending_transactions, improve_pending, vec![]),
+        );
         (
             paused,
             dwell,
@@ -780,6 +1101,7 @@ mod tests {
                     watched: QUIET,
                 },
             ),
+            more,
         )
             .prop_map(
                 |(
@@ -793,16 +1115,30 @@ mod tests {
                     source_backlog,
                     target_backlog,
                     source_writes,
+                    (
+                        routers,
+                        retry_backlog,
+                        pending_delay,
+                        pending_transactions,
+                        target_pending_delay,
+                        target_pending_transactions,
+                    ),
                 )| TopicFacts {
                     task_paused,
                     dwell,
                     broker_name_collisions,
                     target_topic_exists,
                     target_groups_missing,
+                    routers,
                     clients,
                     groups_not_on_target,
                     source_backlog,
+                    retry_backlog,
+                    pending_delay,
+                    pending_transactions,
                     target_backlog,
+                    target_pending_delay,
+                    target_pending_transactions,
                     source_writes,
                 },
             )
@@ -815,14 +1151,28 @@ mod tests {
             Fact::Unknown(_) => true,
             Fact::Known(gs) => gs.iter().any(|g| !g.messages.is_known()),
         };
+        let retry_unknown = match &f.retry_backlog {
+            Fact::Unknown(_) => true,
+            Fact::Known(ts) => ts.iter().any(|t| !t.messages.is_known()),
+        };
+        let pending_unknown = |p: &Fact<Vec<BrokerPending>>| match p {
+            Fact::Unknown(_) => true,
+            Fact::Known(bs) => bs.iter().any(|b| !b.messages.is_known()),
+        };
         (n.no_collision && !f.broker_name_collisions.is_known())
             || (n.target_topic && !f.target_topic_exists.is_known())
             || (n.target_groups && !f.target_groups_missing.is_known())
             || (n.clients_switched && !f.clients.is_known())
+            || (n.clients_switched && !f.routers.is_known())
             || (n.attached_to_target && !f.groups_not_on_target.is_known())
             || (n.source_drained && backlog_unknown(&f.source_backlog))
+            || (n.source_drained && retry_unknown)
+            || (n.source_drained && pending_unknown(&f.pending_delay))
+            || (n.source_drained && pending_unknown(&f.pending_transactions))
             || (n.source_quiet && !f.source_writes.is_known())
             || (n.target_drained && backlog_unknown(&f.target_backlog))
+            || (n.target_drained && pending_unknown(&f.target_pending_delay))
+            || (n.target_drained && pending_unknown(&f.target_pending_transactions))
     }
 
     proptest! {
@@ -906,7 +1256,7 @@ mod tests {
                 "topic",
                 |n| n.target_topic,
                 with(|f| f.target_topic_exists = Fact::Known(false)),
-                ReasonCode::TargetTopicMissing,
+                ReasonCode::TopicNotImported,
             ),
             (
                 "topic unknown",
@@ -918,7 +1268,7 @@ mod tests {
                 "groups",
                 |n| n.target_groups,
                 with(|f| f.target_groups_missing = Fact::Known(vec!["G".into()])),
-                ReasonCode::TargetGroupMissing,
+                ReasonCode::GroupNotImported,
             ),
             (
                 "unswitched",
@@ -937,10 +1287,34 @@ mod tests {
                 with(|f| {
                     f.clients = Fact::Known(ClientSwitch {
                         unswitched: vec![],
-                        unproven: vec!["router r1 down".into()],
+                        unproven: vec!["producers on broker-a cannot be listed".into()],
                     })
                 }),
                 ReasonCode::ClientsNotSwitched,
+            ),
+            (
+                "no router",
+                |n| n.clients_switched,
+                with(|f| f.routers = Fact::Known(Routers::default())),
+                ReasonCode::RouterUnavailable,
+            ),
+            (
+                "router down",
+                |n| n.clients_switched,
+                with(|f| {
+                    f.routers = Fact::Known(Routers {
+                        registered: 2,
+                        answering: 1,
+                        failures: vec!["router r2 did not answer".into()],
+                    })
+                }),
+                ReasonCode::RouterUnavailable,
+            ),
+            (
+                "routers unknown",
+                |n| n.clients_switched,
+                with(|f| f.routers = Fact::Unknown("store down".into())),
+                ReasonCode::ClusterUnreachable,
             ),
             (
                 "clients unknown",
@@ -952,7 +1326,7 @@ mod tests {
                 "not attached",
                 |n| n.attached_to_target,
                 with(|f| f.groups_not_on_target = Fact::Known(vec!["G".into()])),
-                ReasonCode::ClientsNotSwitched,
+                ReasonCode::ConsumersNotOnTarget,
             ),
             (
                 "source backlog",
@@ -983,6 +1357,84 @@ mod tests {
                 ReasonCode::ClusterUnreachable,
             ),
             (
+                "retry backlog",
+                |n| n.source_drained,
+                with(|f| {
+                    f.retry_backlog = Fact::Known(vec![RetryBacklog {
+                        group: "G".into(),
+                        topic: "%RETRY%G".into(),
+                        messages: Fact::Known(2),
+                    }])
+                }),
+                ReasonCode::RetryOrDlqBacklog,
+            ),
+            (
+                "dlq backlog",
+                |n| n.source_drained,
+                with(|f| {
+                    f.retry_backlog = Fact::Known(vec![RetryBacklog {
+                        group: "G".into(),
+                        topic: "%DLQ%G".into(),
+                        messages: Fact::Known(1),
+                    }])
+                }),
+                ReasonCode::RetryOrDlqBacklog,
+            ),
+            (
+                "retry unknown",
+                |n| n.source_drained,
+                with(|f| {
+                    f.retry_backlog = Fact::Known(vec![RetryBacklog {
+                        group: "G".into(),
+                        topic: "%RETRY%G".into(),
+                        messages: Fact::Unknown("down".into()),
+                    }])
+                }),
+                ReasonCode::ClusterUnreachable,
+            ),
+            (
+                "delay pending",
+                |n| n.source_drained,
+                with(|f| {
+                    f.pending_delay = Fact::Known(vec![BrokerPending {
+                        broker: "broker-a".into(),
+                        messages: Fact::Known(4),
+                        detail: "delay level 18: 4".into(),
+                    }])
+                }),
+                ReasonCode::PendingDelayMessages,
+            ),
+            (
+                "delay unknown",
+                |n| n.source_drained,
+                with(|f| {
+                    f.pending_delay = Fact::Known(vec![BrokerPending {
+                        broker: "broker-a".into(),
+                        messages: Fact::Unknown("code 45 not supported".into()),
+                        detail: String::new(),
+                    }])
+                }),
+                ReasonCode::ClusterUnreachable,
+            ),
+            (
+                "transactions pending",
+                |n| n.source_drained,
+                with(|f| {
+                    f.pending_transactions = Fact::Known(vec![BrokerPending {
+                        broker: "broker-a".into(),
+                        messages: Fact::Known(1),
+                        detail: String::new(),
+                    }])
+                }),
+                ReasonCode::PendingTransactions,
+            ),
+            (
+                "transactions unknown",
+                |n| n.source_drained,
+                with(|f| f.pending_transactions = Fact::Unknown("down".into())),
+                ReasonCode::ClusterUnreachable,
+            ),
+            (
                 "writes",
                 |n| n.source_quiet,
                 with(|f| {
@@ -991,7 +1443,7 @@ mod tests {
                         watched: QUIET,
                     })
                 }),
-                ReasonCode::SourceWritesSeen,
+                ReasonCode::SourceStillWritten,
             ),
             (
                 "short watch",
@@ -1027,6 +1479,36 @@ mod tests {
                 with(|f| f.target_backlog = Fact::Unknown("down".into())),
                 ReasonCode::ClusterUnreachable,
             ),
+            (
+                "target delay pending",
+                |n| n.target_drained,
+                with(|f| {
+                    f.target_pending_delay = Fact::Known(vec![BrokerPending {
+                        broker: "broker-b".into(),
+                        messages: Fact::Known(103),
+                        detail: "delay level 5: 103".into(),
+                    }])
+                }),
+                ReasonCode::PendingDelayMessages,
+            ),
+            (
+                "target delay unknown",
+                |n| n.target_drained,
+                with(|f| f.target_pending_delay = Fact::Unknown("broker-b down".into())),
+                ReasonCode::ClusterUnreachable,
+            ),
+            (
+                "target transactions pending",
+                |n| n.target_drained,
+                with(|f| {
+                    f.target_pending_transactions = Fact::Known(vec![BrokerPending {
+                        broker: "broker-b".into(),
+                        messages: Fact::Known(2),
+                        detail: String::new(),
+                    }])
+                }),
+                ReasonCode::PendingTransactions,
+            ),
         ]
     }
 
@@ -1048,9 +1530,15 @@ mod tests {
                 if bad.target_topic_exists != clear.target_topic_exists { facts.target_topic_exists = bad.target_topic_exists.clone(); }
                 if bad.target_groups_missing != clear.target_groups_missing { facts.target_groups_missing = bad.target_groups_missing.clone(); }
                 if bad.clients != clear.clients { facts.clients = bad.clients.clone(); }
+                if bad.routers != clear.routers { facts.routers = bad.routers.clone(); }
+                if bad.retry_backlog != clear.retry_backlog { facts.retry_backlog = bad.retry_backlog.clone(); }
+                if bad.pending_delay != clear.pending_delay { facts.pending_delay = bad.pending_delay.clone(); }
+                if bad.pending_transactions != clear.pending_transactions { facts.pending_transactions = bad.pending_transactions.clone(); }
                 if bad.groups_not_on_target != clear.groups_not_on_target { facts.groups_not_on_target = bad.groups_not_on_target.clone(); }
                 if bad.source_backlog != clear.source_backlog { facts.source_backlog = bad.source_backlog.clone(); }
                 if bad.target_backlog != clear.target_backlog { facts.target_backlog = bad.target_backlog.clone(); }
+                if bad.target_pending_delay != clear.target_pending_delay { facts.target_pending_delay = bad.target_pending_delay.clone(); }
+                if bad.target_pending_transactions != clear.target_pending_transactions { facts.target_pending_transactions = bad.target_pending_transactions.clone(); }
                 if bad.source_writes != clear.source_writes { facts.source_writes = bad.source_writes.clone(); }
                 let r = assess(from, dir, &facts, &policy());
                 prop_assert!(r.codes().contains(&code), "{name}: {from} -> {to}: {r:?}");
@@ -1141,6 +1629,189 @@ mod tests {
         assert!(r.summary().contains("INITIAL is the first stage"));
     }
 
+    /// Each reason added with the 12+ codes, with the figures its detail must carry.
+    #[test]
+    fn new_reasons_carry_their_figures() {
+        let at = |from: Stage, f: &TopicFacts| {
+            let r = assess(from, Direction::Advance, f, &policy());
+            (r.codes(), r.summary())
+        };
+
+        // ROUTER_UNAVAILABLE: none registered, then one of two answering.
+        let mut f = clear();
+        f.routers = Fact::Known(Routers::default());
+        let (codes, s) = at(Stage::Initial, &f);
+        assert_eq!(
+            codes,
+            BTreeSet::from([ReasonCode::RouterUnavailable]),
+            "{s}"
+        );
+        assert!(s.contains("0 registered, 0 answering"), "{s}");
+        f.routers = Fact::Known(Routers {
+            registered: 2,
+            answering: 1,
+            failures: vec!["router r2 at 10.0.0.2:7073 did not answer within 3s".into()],
+        });
+        let (codes, s) = at(Stage::DualWrite, &f);
+        assert_eq!(
+            codes,
+            BTreeSet::from([ReasonCode::RouterUnavailable]),
+            "{s}"
+        );
+        assert!(
+            s.contains("1 of 2 registered router(s) answering") && s.contains("r2 at 10.0.0.2"),
+            "{s}"
+        );
+        // Rolling back does not need routers.
+        let r = assess(Stage::DualRead, Direction::Rollback, &f, &policy());
+        assert!(r.ready, "{r:?}");
+
+        // CONSUMERS_NOT_ON_TARGET, no longer folded into CLIENTS_NOT_SWITCHED.
+        let mut f = clear();
+        f.groups_not_on_target = Fact::Known(vec!["G1".into(), "G2".into()]);
+        let (codes, s) = at(Stage::DualRead, &f);
+        assert_eq!(
+            codes,
+            BTreeSet::from([ReasonCode::ConsumersNotOnTarget]),
+            "{s}"
+        );
+        assert!(
+            s.contains("2 group(s) consuming on the source") && s.contains("G1, G2"),
+            "{s}"
+        );
+        assert!(
+            at(Stage::Initial, &f).0.is_empty(),
+            "not needed before DUAL_WRITE"
+        );
+
+        // RETRY_OR_DLQ_BACKLOG, apart from SOURCE_BACKLOG.
+        let mut f = clear();
+        f.retry_backlog = Fact::Known(vec![
+            RetryBacklog {
+                group: "G".into(),
+                topic: "%RETRY%G".into(),
+                messages: Fact::Known(7),
+            },
+            RetryBacklog {
+                group: "G".into(),
+                topic: "%DLQ%G".into(),
+                messages: Fact::Known(2),
+            },
+            RetryBacklog {
+                group: "H".into(),
+                topic: "%RETRY%H".into(),
+                messages: Fact::Known(0),
+            },
+        ]);
+        let (codes, s) = at(Stage::Switching, &f);
+        assert_eq!(
+            codes,
+            BTreeSet::from([ReasonCode::RetryOrDlqBacklog]),
+            "{s}"
+        );
+        assert!(s.contains("source %RETRY%G holds 7 retry messages"), "{s}");
+        assert!(
+            s.contains("source %DLQ%G holds 2 dead-letter messages"),
+            "{s}"
+        );
+        assert!(!s.contains("%RETRY%H"), "{s}");
+        assert!(
+            at(Stage::DualWrite, &f).0.is_empty(),
+            "only SWITCHING -> DONE"
+        );
+
+        // PENDING_DELAY_MESSAGES: total and per broker, said to be cluster-wide.
+        let mut f = clear();
+        f.pending_delay = Fact::Known(vec![
+            BrokerPending {
+                broker: "broker-a (10.0.0.1:10911)".into(),
+                messages: Fact::Known(3),
+                detail: "delay level 18: 3".into(),
+            },
+            BrokerPending {
+                broker: "broker-b (10.0.0.2:10911)".into(),
+                messages: Fact::Known(1),
+                detail: "delay level 2: 1".into(),
+            },
+            BrokerPending {
+                broker: "broker-c (10.0.0.3:10911)".into(),
+                messages: Fact::Known(0),
+                detail: String::new(),
+            },
+        ]);
+        let (codes, s) = at(Stage::Switching, &f);
+        assert_eq!(
+            codes,
+            BTreeSet::from([ReasonCode::PendingDelayMessages]),
+            "{s}"
+        );
+        assert!(
+            s.contains("4 scheduled message(s) not delivered yet on the source")
+                && s.contains("broker-a (10.0.0.1:10911): 3 (delay level 18: 3)")
+                && s.contains("broker-b (10.0.0.2:10911): 1")
+                && !s.contains("broker-c")
+                && s.contains("for all topics"),
+            "{s}"
+        );
+        // One broker unreadable: cannot prove, never zero.
+        f.pending_delay = Fact::Known(vec![BrokerPending {
+            broker: "broker-a (10.0.0.1:10911)".into(),
+            messages: Fact::Unknown("GET_ALL_DELAY_OFFSET: REQUEST_CODE_NOT_SUPPORTED".into()),
+            detail: String::new(),
+        }]);
+        let (codes, s) = at(Stage::Switching, &f);
+        assert_eq!(
+            codes,
+            BTreeSet::from([ReasonCode::ClusterUnreachable]),
+            "{s}"
+        );
+        assert!(s.contains("broker-a (10.0.0.1:10911) unknown"), "{s}");
+
+        // PENDING_TRANSACTIONS.
+        let mut f = clear();
+        f.pending_transactions = Fact::Known(vec![BrokerPending {
+            broker: "broker-a (10.0.0.1:10911)".into(),
+            messages: Fact::Known(5),
+            detail: String::new(),
+        }]);
+        let (codes, s) = at(Stage::Switching, &f);
+        assert_eq!(
+            codes,
+            BTreeSet::from([ReasonCode::PendingTransactions]),
+            "{s}"
+        );
+        assert!(
+            s.contains("5 transactional half message(s) not resolved yet on the source")
+                && s.contains("broker-a (10.0.0.1:10911): 5"),
+            "{s}"
+        );
+        f.pending_transactions = Fact::Unknown("broker-a unreachable".into());
+        let (codes, _) = at(Stage::Switching, &f);
+        assert_eq!(codes, BTreeSet::from([ReasonCode::ClusterUnreachable]));
+
+        // Renamed codes.
+        let mut f = clear();
+        f.target_topic_exists = Fact::Known(false);
+        f.target_groups_missing = Fact::Known(vec!["G".into()]);
+        let (codes, _) = at(Stage::Initial, &f);
+        assert_eq!(
+            codes,
+            BTreeSet::from([ReasonCode::TopicNotImported, ReasonCode::GroupNotImported])
+        );
+        let mut f = clear();
+        f.source_writes = Fact::Known(SourceWrites {
+            written: 3,
+            watched: QUIET,
+        });
+        let (codes, s) = at(Stage::Switching, &f);
+        assert_eq!(
+            codes,
+            BTreeSet::from([ReasonCode::SourceStillWritten]),
+            "{s}"
+        );
+        assert!(s.contains("3 message(s) written to the source"), "{s}");
+    }
+
     #[test]
     fn long_lists_are_cut() {
         let mut f = clear();
@@ -1181,8 +1852,19 @@ mod tests {
         );
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["to"], "DUAL_READ");
-        assert_eq!(json["reasons"][0]["code"], "TARGET_TOPIC_MISSING");
+        assert_eq!(json["reasons"][0]["code"], "TOPIC_NOT_IMPORTED");
         assert_eq!(serde_json::from_value::<Readiness>(json).unwrap(), r);
+        // Records written before the 12+ codes still read, as their replacements.
+        for (old, new) in [
+            ("SOURCE_WRITES_SEEN", ReasonCode::SourceStillWritten),
+            ("TARGET_TOPIC_MISSING", ReasonCode::TopicNotImported),
+            ("TARGET_GROUP_MISSING", ReasonCode::GroupNotImported),
+        ] {
+            assert_eq!(
+                serde_json::from_value::<ReasonCode>(serde_json::json!(old)).unwrap(),
+                new
+            );
+        }
         for code in ReasonCode::ALL {
             assert_eq!(code.as_str().parse::<ReasonCode>().unwrap(), code);
             assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());

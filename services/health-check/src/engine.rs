@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_core::readiness::{
-    Fact, Readiness, ReadinessPolicy, SourceWrites, TopicFacts, assess_both,
+    Fact, Readiness, ReadinessPolicy, Routers as RouterFacts, SourceWrites, TopicFacts, assess_both,
 };
 use ferry_core::{Stage, TaskState};
 use ferry_remoting::ClientConfig;
@@ -23,7 +23,7 @@ use futures::StreamExt;
 
 use crate::cluster::Clusters;
 use crate::error::{HealthError, Result};
-use crate::measure::{TaskContext, TopicMeasurement};
+use crate::measure::{Role, TaskContext, TopicMeasurement};
 use crate::presence::{Presence, Routers};
 use crate::slot::StoreSlot;
 pub(crate) use ferry_store::now_ms;
@@ -197,7 +197,7 @@ impl Engine {
         let measured_at_ms = now_ms();
         let presence: Fact<Presence> = self
             .routers
-            .presence(store.as_ref())
+            .presence(store.as_ref(), task_id)
             .await
             .map_err(|e| format!("routers cannot be listed from the store: {e}"))
             .into();
@@ -240,6 +240,22 @@ impl Engine {
             ..
         } = state.value;
         let m = ctx.measure(&topic, stage).await;
+        let (
+            pending_delay,
+            pending_transactions,
+            target_pending_delay,
+            target_pending_transactions,
+        ) = tokio::join!(
+            ctx.pending_delay(Role::Source),
+            ctx.pending_transactions(Role::Source),
+            ctx.pending_delay(Role::Target),
+            ctx.pending_transactions(Role::Target),
+        );
+        let routers = ctx.presence.clone().map(|p| RouterFacts {
+            registered: p.routers.len(),
+            answering: p.answered,
+            failures: p.failures,
+        });
         let (source_writes, watch) = watch_source(
             stage,
             prev_watch,
@@ -252,10 +268,16 @@ impl Engine {
             broker_name_collisions: ctx.collisions.clone(),
             target_topic_exists: m.target_topic_exists.clone(),
             target_groups_missing: m.target_groups_missing.clone(),
+            routers,
             clients: m.clients.clone(),
             groups_not_on_target: m.groups_not_on_target.clone(),
             source_backlog: m.source_backlog.clone(),
+            retry_backlog: m.retry_backlog.clone(),
+            pending_delay,
+            pending_transactions,
             target_backlog: m.target_backlog.clone(),
+            target_pending_delay,
+            target_pending_transactions,
             source_writes,
         };
         let (next, previous) = assess_both(stage, &facts, &self.config.policy);
@@ -298,25 +320,32 @@ impl Engine {
         Ok(written)
     }
 
-    /// Measures and publishes every topic of every running or paused task, once.
+    /// Measures and publishes every topic of every running or paused task, once, and sets
+    /// the readiness and monitor metrics (`crate::metrics`) from what it measured.
     #[tracing::instrument(skip(self))]
     pub async fn scan_once(&self) -> Result<usize> {
         let store = self.store.get()?;
         let mut page = PageRequest::first(PageRequest::MAX_SIZE);
         let mut published = 0;
+        let mut scanned = std::collections::HashSet::new();
         loop {
             let tasks = store.list_tasks(page.clone()).await?;
             for task in &tasks.items {
                 if task.value.state.is_terminal() {
                     continue;
                 }
+                // Kept (with its last series) even when this check fails.
+                scanned.insert(task.value.id.clone());
                 match self.check(&task.value.id, &[]).await {
-                    Ok(report) => match self.publish(&report).await {
-                        Ok(n) => published += n,
-                        Err(e) => {
-                            tracing::warn!(task = %task.value.id, error = %e, "readiness not published")
+                    Ok(report) => {
+                        crate::metrics::get().record(&report);
+                        match self.publish(&report).await {
+                            Ok(n) => published += n,
+                            Err(e) => {
+                                tracing::warn!(task = %task.value.id, error = %e, "readiness not published")
+                            }
                         }
-                    },
+                    }
                     Err(e) => {
                         tracing::warn!(task = %task.value.id, error = %e, "task not measured")
                     }
@@ -324,7 +353,10 @@ impl Engine {
             }
             match tasks.next_page_token {
                 Some(token) => page.page_token = Some(token),
-                None => return Ok(published),
+                None => {
+                    crate::metrics::get().retain_tasks(&scanned);
+                    return Ok(published);
+                }
             }
         }
     }

@@ -5,7 +5,8 @@
 //!   of `ferry_core::readiness` and publishes the readiness to the store
 //!   (`task-readiness/<task>/<topic>`), on demand and in a periodic batch scan;
 //! - [`presence`]: which clients look routes up through the routers registered in the store;
-//! - [`service`]: the gRPC `HealthCheckService`.
+//! - [`service`]: the gRPC `HealthCheckService`;
+//! - [`metrics`]: readiness and monitor gauges set by every periodic scan.
 //!
 //! metadata-sync reads the published readiness before a non-forced stage change.
 
@@ -13,6 +14,7 @@ pub mod cluster;
 pub mod engine;
 pub mod error;
 pub mod measure;
+pub mod metrics;
 pub mod presence;
 pub mod service;
 pub mod slot;

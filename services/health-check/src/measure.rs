@@ -7,8 +7,18 @@
 //!   and committed offsets), on both clusters; system groups are left out;
 //! - backlog per group: `GET_CONSUME_STATS` for the topic, Σ max(brokerOffset −
 //!   consumerOffset, 0), plus the same for the group's `%RETRY%` topic on that cluster (retry
-//!   messages are stranded like any other). Offsets are the *committed* ones, so a message
-//!   consumed but not committed still counts: backlog errs high, never low;
+//!   messages are stranded like any other; on the source kept apart as
+//!   `RETRY_OR_DLQ_BACKLOG`). Offsets are the *committed* ones, so a message consumed but not
+//!   committed still counts: backlog errs high, never low;
+//! - dead letters per group on the source: messages stored in `%DLQ%<group>` (Σ max − min
+//!   offset, `GET_TOPIC_STATS_INFO`). Nobody consumes a DLQ as a group, so committed offsets
+//!   say nothing there; what is stored goes away with the source;
+//! - per source broker of the task's cluster, for all topics at once (brokers keep them in one
+//!   system queue): scheduled messages not delivered yet, Σ over `SCHEDULE_TOPIC_XXXX` queues
+//!   of max offset − max(delivered offset of level queue+1 from `GET_ALL_DELAY_OFFSET` (45),
+//!   min offset); transactional half messages not resolved yet, the backlog of system group
+//!   `CID_RMQ_SYS_TRANS` on `RMQ_SYS_TRANS_HALF_TOPIC` (0 when the broker has no half topic;
+//!   the check service advances that offset on its own schedule, so it errs high);
 //! - consumers: `GET_CONSUMER_CONNECTION_LIST` per group, kept when the group subscribes the
 //!   topic; producers: `GET_ALL_PRODUCER_INFO` (RocketMQ 5.x; a 4.x broker cannot list
 //!   producers, which is reported as unproven, never as "none");
@@ -27,13 +37,20 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Display;
 
 use ferry_core::perm::{Side, is_readable, is_writeable, route_perms};
-use ferry_core::readiness::{ClientSwitch, Fact, GroupBacklog};
+use ferry_core::readiness::{BrokerPending, ClientSwitch, Fact, GroupBacklog, RetryBacklog};
 use ferry_core::{Stage, is_system_group};
 use ferry_remoting::{ClusterInfo, ConsumeStats, ConsumerConnection, TopicRouteData};
 use ferry_store::MigrationTask;
 
 use crate::cluster::{Clusters, Memo, ProducerTable, host_of};
 use crate::presence::Presence;
+
+/// System topic of scheduled (delayed) messages; queue id = delay level − 1.
+pub const SCHEDULE_TOPIC: &str = "SCHEDULE_TOPIC_XXXX";
+/// System topic of transactional half messages.
+pub const TRANS_HALF_TOPIC: &str = "RMQ_SYS_TRANS_HALF_TOPIC";
+/// System group whose offset on [`TRANS_HALF_TOPIC`] marks the half messages checked.
+pub const TRANS_CHECK_GROUP: &str = "CID_RMQ_SYS_TRANS";
 
 /// Which cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -131,7 +148,11 @@ pub struct TopicMeasurement {
     pub target_groups_missing: Fact<Vec<String>>,
     pub clients: Fact<ClientSwitch>,
     pub groups_not_on_target: Fact<Vec<String>>,
+    /// The topic alone on the source (retry and DLQ are `retry_backlog`).
     pub source_backlog: Fact<Vec<GroupBacklog>>,
+    /// The groups' `%RETRY%` / `%DLQ%` topics on the source, entries with messages or unknown.
+    pub retry_backlog: Fact<Vec<RetryBacklog>>,
+    /// The topic and the groups' retry topics on the target.
     pub target_backlog: Fact<Vec<GroupBacklog>>,
     /// Σ max offset over the source queues.
     pub source_max_offset_total: Fact<i64>,
@@ -273,12 +294,51 @@ fn queue_counts(route: Option<&TopicRouteData>, role: Role, stage: Stage) -> (i3
     })
 }
 
+/// Scheduled messages not delivered yet on one broker from its `SCHEDULE_TOPIC_XXXX` queue
+/// offsets and its delivered offsets by level (level = queue id + 1; a level missing from
+/// the table delivered nothing; messages below the queue's min offset are gone). Returns
+/// the total and `delay level L: n` for each level with some.
+fn delay_pending(
+    queues: &[(ferry_remoting::MessageQueue, ferry_remoting::TopicOffset)],
+    delivered: &BTreeMap<i32, i64>,
+) -> (i64, String) {
+    let mut by_level: BTreeMap<i32, i64> = BTreeMap::new();
+    for (mq, o) in queues {
+        let level = mq.queue_id + 1;
+        let done = delivered
+            .get(&level)
+            .copied()
+            .unwrap_or(0)
+            .max(o.min_offset)
+            .max(0);
+        let n = (o.max_offset - done).max(0);
+        if n > 0 {
+            let e = by_level.entry(level).or_default();
+            *e = e.saturating_add(n);
+        }
+    }
+    let total = by_level.values().fold(0i64, |t, n| t.saturating_add(*n));
+    let detail = by_level
+        .iter()
+        .map(|(l, n)| format!("delay level {l}: {n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    (total, detail)
+}
+
 fn backlog_of(stats: &ConsumeStats) -> i64 {
     stats
         .offset_table
         .iter()
         .map(|(_, o)| (o.broker_offset - o.consumer_offset).max(0))
         .fold(0i64, i64::saturating_add)
+}
+
+fn side_index(role: Role) -> usize {
+    match role {
+        Role::Source => 0,
+        Role::Target => 1,
+    }
 }
 
 /// What one measurement of a task shares between its topics.
@@ -292,6 +352,10 @@ pub struct TaskContext<'a> {
     sub_groups: Memo<String, Result<BTreeSet<String>, String>>,
     producers: Memo<String, Result<Option<ProducerTable>, String>>,
     retry: Memo<(Role, String), Result<(i64, f64), String>>,
+    dlq: Memo<String, Result<i64, String>>,
+    /// Per side (source, target).
+    pending_delay: [tokio::sync::OnceCell<Fact<Vec<BrokerPending>>>; 2],
+    pending_transactions: [tokio::sync::OnceCell<Fact<Vec<BrokerPending>>>; 2],
 }
 
 /// Per-side results for one topic.
@@ -341,6 +405,9 @@ impl<'a> TaskContext<'a> {
             sub_groups: Memo::default(),
             producers: Memo::default(),
             retry: Memo::default(),
+            dlq: Memo::default(),
+            pending_delay: Default::default(),
+            pending_transactions: Default::default(),
         }
     }
 
@@ -417,6 +484,130 @@ impl<'a> TaskContext<'a> {
             })
             .await
             .map(|(b, _)| b)
+    }
+
+    /// Messages stored in the group's `%DLQ%` topic on the source (memoised).
+    async fn dlq_stored(&self, group: &str) -> Result<i64, String> {
+        self.dlq
+            .get_or(group.to_string(), || async {
+                let dlq = format!("%DLQ%{group}");
+                let Some(route) = self.source.route(&dlq).await? else {
+                    return Ok(0);
+                };
+                let mut stored = 0i64;
+                for b in brokers_of(&route) {
+                    let addr = b.addr.as_ref().map_err(Clone::clone)?;
+                    let stats = self
+                        .clusters
+                        .admin()
+                        .topic_stats(addr, &dlq)
+                        .await
+                        .map_err(|e| fail(format!("offsets of {dlq} on {}", b.label()), e))?;
+                    if let Some(stats) = stats {
+                        stored = stats.offset_table.iter().fold(stored, |n, (_, o)| {
+                            n.saturating_add((o.max_offset - o.min_offset.max(0)).max(0))
+                        });
+                    }
+                }
+                Ok(stored)
+            })
+            .await
+    }
+
+    /// Scheduled messages not delivered yet, per broker of `role`'s cluster (all topics;
+    /// computed once per measurement).
+    pub async fn pending_delay(&self, role: Role) -> Fact<Vec<BrokerPending>> {
+        self.pending_delay[side_index(role)]
+            .get_or_init(|| async {
+                let brokers = match self.side(role).cluster_brokers() {
+                    Ok(b) => b,
+                    Err(e) => return Fact::Unknown(e),
+                };
+                let mut out = Vec::new();
+                for b in &brokers {
+                    let (messages, detail) = match self.delay_on(b).await {
+                        Ok((n, detail)) => (Fact::Known(n), detail),
+                        Err(e) => (Fact::Unknown(e), String::new()),
+                    };
+                    out.push(BrokerPending {
+                        broker: b.label(),
+                        messages,
+                        detail,
+                    });
+                }
+                Fact::Known(out)
+            })
+            .await
+            .clone()
+    }
+
+    async fn delay_on(&self, b: &Broker) -> Result<(i64, String), String> {
+        let addr = b.addr.as_ref().map_err(Clone::clone)?;
+        let admin = self.clusters.admin();
+        let stats = admin
+            .topic_stats(addr, SCHEDULE_TOPIC)
+            .await
+            .map_err(|e| fail(format!("offsets of {SCHEDULE_TOPIC} on {}", b.label()), e))?;
+        // No schedule topic: the broker cannot hold scheduled messages.
+        let Some(stats) = stats else {
+            return Ok((0, String::new()));
+        };
+        let delivered = admin
+            .delay_offsets(addr)
+            .await
+            .map_err(|e| {
+                fail(
+                    format!(
+                        "delivered scheduled offsets (GET_ALL_DELAY_OFFSET) on {}",
+                        b.label()
+                    ),
+                    e,
+                )
+            })?
+            .offset_table;
+        Ok(delay_pending(&stats.offset_table, &delivered))
+    }
+
+    /// Transactional half messages not resolved yet, per broker of `role`'s cluster (all
+    /// topics; computed once per measurement).
+    pub async fn pending_transactions(&self, role: Role) -> Fact<Vec<BrokerPending>> {
+        self.pending_transactions[side_index(role)]
+            .get_or_init(|| async {
+                let brokers = match self.side(role).cluster_brokers() {
+                    Ok(b) => b,
+                    Err(e) => return Fact::Unknown(e),
+                };
+                let mut out = Vec::new();
+                for b in &brokers {
+                    let messages = match &b.addr {
+                        Err(e) => Fact::Unknown(e.clone()),
+                        Ok(addr) => self
+                            .clusters
+                            .admin()
+                            .consume_stats(addr, TRANS_CHECK_GROUP, Some(TRANS_HALF_TOPIC))
+                            .await
+                            .map(|stats| backlog_of(&stats))
+                            .map_err(|e| {
+                                fail(
+                                    format!(
+                                        "backlog of {TRANS_CHECK_GROUP} on {TRANS_HALF_TOPIC} on {}",
+                                        b.label()
+                                    ),
+                                    e,
+                                )
+                            })
+                            .into(),
+                    };
+                    out.push(BrokerPending {
+                        broker: b.label(),
+                        messages,
+                        detail: String::new(),
+                    });
+                }
+                Fact::Known(out)
+            })
+            .await
+            .clone()
     }
 
     async fn connection(
@@ -574,6 +765,7 @@ impl<'a> TaskContext<'a> {
 
         // Per group, per cluster: backlog, retry backlog, consumers.
         let mut source_backlog = Vec::new();
+        let mut retry_backlog = Vec::new();
         let mut target_backlog = Vec::new();
         let mut source_figures = ClusterFigures::default();
         let mut target_figures = ClusterFigures::default();
@@ -612,18 +804,43 @@ impl<'a> TaskContext<'a> {
                     }
                     // A zero retry backlog is not worth a line of its own.
                     if !matches!(retry, Ok(0)) {
-                        backlogs.push(GroupBacklog {
-                            group: format!("{g} (retry topic %RETRY%{g})"),
-                            messages: retry.into(),
-                        });
+                        match role {
+                            Role::Source => retry_backlog.push(RetryBacklog {
+                                group: g.clone(),
+                                topic: format!("%RETRY%{g}"),
+                                messages: retry.into(),
+                            }),
+                            Role::Target => backlogs.push(GroupBacklog {
+                                group: format!("{g} (retry topic %RETRY%{g})"),
+                                messages: retry.into(),
+                            }),
+                        }
+                    }
+                    if role == Role::Source {
+                        let dlq = self.dlq_stored(g).await;
+                        if !matches!(dlq, Ok(0)) {
+                            retry_backlog.push(RetryBacklog {
+                                group: g.clone(),
+                                topic: format!("%DLQ%{g}"),
+                                messages: dlq.into(),
+                            });
+                        }
                     }
                     consumers.insert(g.clone(), self.consumers_on(&side.brokers, g, topic).await);
                 }
             }
         }
-        let (source_backlog, target_backlog) = match &groups {
-            Ok(_) => (Fact::Known(source_backlog), Fact::Known(target_backlog)),
-            Err(e) => (Fact::Unknown(e.clone()), Fact::Unknown(e.clone())),
+        let (source_backlog, retry_backlog, target_backlog) = match &groups {
+            Ok(_) => (
+                Fact::Known(source_backlog),
+                Fact::Known(retry_backlog),
+                Fact::Known(target_backlog),
+            ),
+            Err(e) => (
+                Fact::Unknown(e.clone()),
+                Fact::Unknown(e.clone()),
+                Fact::Unknown(e.clone()),
+            ),
         };
 
         // Groups missing on the target: checked on the topic's target brokers, or on every
@@ -727,6 +944,7 @@ impl<'a> TaskContext<'a> {
             clients,
             groups_not_on_target,
             source_backlog,
+            retry_backlog,
             target_backlog,
             source_max_offset_total,
         }
@@ -785,11 +1003,10 @@ impl<'a> TaskContext<'a> {
                 Err(e) => return (Fact::Unknown(e.clone()), Vec::new()),
             }
         }
-        let (producers, mut unproven) = match self.producers_on(&src.brokers).await {
+        let (producers, unproven) = match self.producers_on(&src.brokers).await {
             Ok(p) => p,
             Err(e) => return (Fact::Unknown(e), Vec::new()),
         };
-        let seen_clients = consumers.len() + producers.len();
         let mut unswitched: Vec<ClientRef> = consumers
             .into_iter()
             .filter(|c| !presence.saw_for_topic(topic, host_of(&c.client_addr)))
@@ -801,10 +1018,7 @@ impl<'a> TaskContext<'a> {
             )
             .collect();
         unswitched.sort();
-        // A router that did not answer matters only when there is a client to vouch for.
-        if seen_clients > 0 {
-            unproven.extend(presence.failures.iter().cloned());
-        }
+        // Routers that did not answer are ROUTER_UNAVAILABLE (the routers fact), not here.
         let fact = ClientSwitch {
             unswitched: unswitched.iter().map(ClientRef::describe).collect(),
             unproven,
@@ -874,6 +1088,37 @@ mod tests {
         assert_eq!(queue_counts(r, Role::Source, Stage::Switching), (0, 4));
         assert_eq!(queue_counts(r, Role::Source, Stage::Done), (0, 0));
         assert_eq!(queue_counts(None, Role::Source, Stage::Done), (0, 0));
+    }
+
+    #[test]
+    fn delay_pending_counts_undelivered_levels() {
+        use ferry_remoting::{MessageQueue, TopicOffset};
+        let q = |id, min, max| {
+            (
+                MessageQueue {
+                    topic: SCHEDULE_TOPIC.into(),
+                    broker_name: "broker-a".into(),
+                    queue_id: id,
+                },
+                TopicOffset {
+                    min_offset: min,
+                    max_offset: max,
+                    last_update_timestamp: 0,
+                },
+            )
+        };
+        // Level 1 (queue 0) fully delivered; level 3 (queue 2) 2 of 5 delivered; level 18
+        // (queue 17) not in the table: nothing delivered; level 5 (queue 4): older messages
+        // removed (min 8), table behind at 2: only 8..10 can still come.
+        let queues = vec![q(0, 0, 4), q(2, 0, 5), q(17, 0, 3), q(4, 8, 10), q(6, 0, 0)];
+        let delivered = BTreeMap::from([(1, 4), (3, 2), (5, 2)]);
+        let (n, detail) = delay_pending(&queues, &delivered);
+        assert_eq!(n, 3 + 3 + 2);
+        assert_eq!(
+            detail,
+            "delay level 3: 3, delay level 5: 2, delay level 18: 3"
+        );
+        assert_eq!(delay_pending(&[], &delivered), (0, String::new()));
     }
 
     #[test]

@@ -259,6 +259,59 @@ impl HealthCheck {
         })
     }
 
+    /// Step 3's view: per topic, who looks it up through the routers, merged over routers
+    /// (lookups summed, latest last-seen, the routers that saw each client).
+    async fn topic_clients(
+        &self,
+        req: pb::ListTopicClientsRequest,
+    ) -> Result<pb::ListTopicClientsResponse> {
+        require_task_id(&req.task_id)?;
+        let store = self.engine.store()?;
+        store.get_task(&req.task_id).await?;
+        let seen = self
+            .engine
+            .routers()
+            .clients(store.as_ref(), &req.task_id, &req.topic)
+            .await?;
+        let mut topics: BTreeMap<String, BTreeMap<String, pb::RoutedClient>> = BTreeMap::new();
+        for (router, c) in seen.clients {
+            let entry = topics
+                .entry(c.topic.clone())
+                .or_default()
+                .entry(c.client_addr.clone())
+                .or_insert_with(|| pb::RoutedClient {
+                    client_addr: c.client_addr.clone(),
+                    language: c.language.clone(),
+                    ..Default::default()
+                });
+            entry.lookups += c.lookups;
+            let later = match (&entry.last_seen, &c.last_seen) {
+                (Some(a), Some(b)) => (b.seconds, b.nanos) > (a.seconds, a.nanos),
+                (None, Some(_)) => true,
+                _ => false,
+            };
+            if later {
+                entry.last_seen = c.last_seen;
+            }
+            if !entry.routers.contains(&router) {
+                entry.routers.push(router);
+            }
+        }
+        Ok(pb::ListTopicClientsResponse {
+            topics: topics
+                .into_iter()
+                .map(|(topic, clients)| pb::TopicClients {
+                    topic,
+                    client_count: clients.len() as i32,
+                    clients: clients.into_values().collect(),
+                })
+                .collect(),
+            routers_registered: seen.registered as i32,
+            routers_answered: seen.answered as i32,
+            router_failures: seen.failures,
+        })
+    }
+
     /// PRODUCT.md §3: per topic and group, is the cluster drained? Works on any cluster,
     /// without a task. Anything that cannot be read fails the call: an unread broker must
     /// never look drained.
@@ -284,6 +337,7 @@ impl HealthCheck {
             list_user_topics(&ns, &endpoint.cluster_name).await?
         };
         let mut backlogs = Vec::new();
+        let mut retry_backlogs: BTreeMap<String, i64> = BTreeMap::new();
         for topic in &topics {
             let route = ns
                 .topic_route(topic)
@@ -338,11 +392,21 @@ impl HealthCheck {
                         b.saturating_add((o.broker_offset - o.consumer_offset).max(0))
                     });
                 }
+                let retry_backlog = match retry_backlogs.get(&group) {
+                    Some(n) => *n,
+                    None => {
+                        let n =
+                            retry_backlog(&clusters, &ns, &endpoint.cluster_name, &group).await?;
+                        retry_backlogs.insert(group.clone(), n);
+                        n
+                    }
+                };
                 backlogs.push(pb::GroupBacklog {
                     topic: topic.clone(),
                     group,
                     backlog,
-                    drained: backlog == 0,
+                    drained: backlog == 0 && retry_backlog == 0,
+                    retry_backlog,
                 });
             }
         }
@@ -419,6 +483,47 @@ impl HealthCheck {
     }
 }
 
+/// Backlog of `group` in its `%RETRY%` topic on the cluster (0 when it has none).
+async fn retry_backlog(
+    clusters: &Clusters,
+    ns: &NameServerClient,
+    cluster: &str,
+    group: &str,
+) -> Result<i64> {
+    let retry = format!("%RETRY%{group}");
+    let cluster_err = |what: String| move |source| HealthError::Cluster { what, source };
+    let Some(route) = ns
+        .topic_route(&retry)
+        .await
+        .map_err(cluster_err(format!("route of {retry}")))?
+    else {
+        return Ok(0);
+    };
+    let mut backlog = 0i64;
+    for bd in &route.broker_datas {
+        if !cluster.is_empty() && bd.cluster != cluster {
+            continue;
+        }
+        let Some(addr) = bd.select_addr() else {
+            return Err(HealthError::NotFound(format!(
+                "broker {} of topic {retry} has no address",
+                bd.broker_name
+            )));
+        };
+        let stats = clusters
+            .admin()
+            .consume_stats(addr, group, Some(&retry))
+            .await
+            .map_err(cluster_err(format!(
+                "consume stats of {group} on {retry} at {addr}"
+            )))?;
+        backlog = stats.offset_table.iter().fold(backlog, |b, (_, o)| {
+            b.saturating_add((o.broker_offset - o.consumer_offset).max(0))
+        });
+    }
+    Ok(backlog)
+}
+
 /// User topics of a cluster (or of every cluster behind the NameServers).
 async fn list_user_topics(ns: &NameServerClient, cluster: &str) -> Result<Vec<String>> {
     let list = if cluster.is_empty() {
@@ -478,6 +583,13 @@ impl HealthCheckService for HealthCheck {
         request: Request<pb::CheckBacklogRequest>,
     ) -> std::result::Result<Response<pb::CheckBacklogResponse>, Status> {
         ok(self.backlog(request.into_inner()).await?)
+    }
+
+    async fn list_topic_clients(
+        &self,
+        request: Request<pb::ListTopicClientsRequest>,
+    ) -> std::result::Result<Response<pb::ListTopicClientsResponse>, Status> {
+        ok(self.topic_clients(request.into_inner()).await?)
     }
 
     async fn get_system_health(

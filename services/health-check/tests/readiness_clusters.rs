@@ -1,6 +1,8 @@
 //! Readiness for real causes, measured on two real RocketMQ clusters (A = source, B =
-//! target) with real producers and consumers: what is missing on the target, clients not
-//! switched, dwell after a change, a source backlog that drains, writes reaching the source.
+//! target) with real producers and consumers: what is missing on the target, no router or a
+//! router not answering, clients not switched, dwell after a change, a group not consuming on
+//! the target yet, a source backlog that drains, writes reaching the source, scheduled
+//! messages not delivered yet; and the metrics a scan sets.
 
 mod support;
 
@@ -17,7 +19,7 @@ use ferry_health_check::{EngineConfig, HealthCheck, StoreSlot, TopicReport};
 use ferry_store::{EmbeddedStore, FerryStore, MigrationStore, StageChange};
 use ferry_testkit::rocketmq::TwoClusters;
 use ferry_testkit::traffic::{ClientOptions, TrafficConsumer, TrafficProducer};
-use support::{Router, create_task, init_tracing, wait_for};
+use support::{Router, create_task, init_tracing, register_dead_router, wait_for};
 use tonic::Request;
 
 const TASK: &str = "mt-readiness";
@@ -118,9 +120,10 @@ async fn readiness_follows_real_causes() {
     assert_eq!(next.to, Some(Stage::DualRead));
     assert!(!next.ready);
     for code in [
-        ReasonCode::TargetTopicMissing,
-        ReasonCode::TargetGroupMissing,
+        ReasonCode::TopicNotImported,
+        ReasonCode::GroupNotImported,
         ReasonCode::ClientsNotSwitched,
+        ReasonCode::RouterUnavailable,
         ReasonCode::DwellTooShort,
     ] {
         assert!(
@@ -140,6 +143,12 @@ async fn readiness_follows_real_causes() {
     );
     assert!(
         summary.contains(&format!("producer {PRODUCER_GROUP} 127.0.0.1:")),
+        "{summary}"
+    );
+    assert!(
+        summary.contains(
+            "ROUTER_UNAVAILABLE: no router of the task is registered (0 registered, 0 answering)"
+        ),
         "{summary}"
     );
     assert_eq!(
@@ -173,11 +182,46 @@ async fn readiness_follows_real_causes() {
         started.elapsed()
     );
 
-    // 2. Import into the target and let a router see the clients: ready once dwelt.
+    // 2. Import into the target. A router of the task is registered but does not answer,
+    //    and the one that saw the clients serves another task: switching is unproven.
     b.create_topic(TOPIC, 4).await.unwrap();
     b.create_group(GROUP).await.unwrap();
-    let router = Router::start(store.as_ref(), "r-1").await;
+    let dead = register_dead_router(store.as_ref(), "r-dead", TASK).await;
+    let other = Router::start_for(store.as_ref(), "r-other", Some("mt-other")).await;
+    other.saw(TOPIC, "127.0.0.1:50001");
+    let t = check(&hc).await;
+    let summary = t.next.summary();
+    assert!(
+        codes(&t.next).contains(&ReasonCode::RouterUnavailable),
+        "{summary}"
+    );
+    assert!(
+        codes(&t.next).contains(&ReasonCode::ClientsNotSwitched),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("0 of 1 registered router(s) answering") && summary.contains("r-dead"),
+        "{summary}"
+    );
+    // A live router of the task sees the clients; the dead one still counts against it.
+    let router = Router::start_for(store.as_ref(), "r-1", Some(TASK)).await;
     router.saw(TOPIC, "127.0.0.1:50001");
+    let t = check(&hc).await;
+    let summary = t.next.summary();
+    assert!(
+        summary.contains("ROUTER_UNAVAILABLE: 1 of 2 registered router(s) answering"),
+        "{summary}"
+    );
+    assert!(
+        !codes(&t.next).contains(&ReasonCode::ClientsNotSwitched),
+        "{summary}"
+    );
+    dead.revoke().await.unwrap();
+    other.stop().await;
+    eprintln!(
+        "[{:?}] phase 2: routers down or of another task",
+        started.elapsed()
+    );
     let t = wait_for("INITIAL -> DUAL_READ ready", WAIT, || async {
         let t = check(&hc).await;
         if t.next.ready {
@@ -206,12 +250,19 @@ async fn readiness_follows_real_causes() {
         t.next.summary()
     );
     assert!(
-        codes(&t.next).contains(&ReasonCode::ClientsNotSwitched),
+        codes(&t.next).contains(&ReasonCode::ConsumersNotOnTarget),
         "{}",
         t.next.summary()
     );
     assert!(
-        t.next.summary().contains("no consumer on the target"),
+        !codes(&t.next).contains(&ReasonCode::ClientsNotSwitched),
+        "{}",
+        t.next.summary()
+    );
+    assert!(
+        t.next.summary().contains(&format!(
+            "CONSUMERS_NOT_ON_TARGET: 1 group(s) consuming on the source with no consumer on the target yet: {GROUP}"
+        )),
         "{}",
         t.next.summary()
     );
@@ -280,6 +331,11 @@ async fn readiness_follows_real_causes() {
             .await
             .unwrap();
     }
+    // And one scheduled message, due in 10 s (delay level 3): held by the source broker.
+    producer
+        .send_delayed(TOPIC, "delayed-0", b"m", 3)
+        .await
+        .unwrap();
     let t = check(&hc).await;
     let summary = t.next.summary();
     assert_eq!(t.next.to, Some(Stage::Done));
@@ -288,7 +344,16 @@ async fn readiness_follows_real_causes() {
         "{summary}"
     );
     assert!(
-        codes(&t.next).contains(&ReasonCode::SourceWritesSeen),
+        codes(&t.next).contains(&ReasonCode::SourceStillWritten),
+        "{summary}"
+    );
+    assert!(
+        codes(&t.next).contains(&ReasonCode::PendingDelayMessages),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("scheduled message(s) not delivered yet on the source")
+            && summary.contains("delay level 3:"),
         "{summary}"
     );
     assert!(
@@ -312,7 +377,9 @@ async fn readiness_follows_real_causes() {
     source_consumer = TrafficConsumer::start(&a.namesrv_addr(), GROUP, TOPIC)
         .await
         .unwrap();
-    let late: HashSet<String> = (0..15).map(|i| format!("late-{i}")).collect();
+    let mut late: HashSet<String> = (0..15).map(|i| format!("late-{i}")).collect();
+    // The scheduled message is delivered to the source topic when due, and consumed there.
+    late.insert("delayed-0".into());
     source_consumer.wait_for_keys(&late, WAIT).await.unwrap();
     wait_for("SWITCHING -> DONE ready", WAIT, || async {
         let t = check(&hc).await;
@@ -323,9 +390,74 @@ async fn readiness_follows_real_causes() {
         }
     })
     .await;
-    assert!(backlog(&hc, &clusters).await.all_drained);
+    let manual = backlog(&hc, &clusters).await;
+    assert!(manual.all_drained, "{manual:?}");
+    assert_eq!(manual.backlogs[0].retry_backlog, 0);
     eprintln!(
         "[{:?}] phase 5: drained, SWITCHING -> DONE ready",
+        started.elapsed()
+    );
+
+    // 6. A message scheduled two hours out (delay level 18) blocks DONE for as long: the
+    //    broker would deliver it to the source after its consumers left.
+    producer
+        .send_delayed(TOPIC, "delayed-2h", b"m", 18)
+        .await
+        .unwrap();
+    let t = check(&hc).await;
+    let summary = t.next.summary();
+    assert!(!t.next.ready);
+    assert!(
+        codes(&t.next).contains(&ReasonCode::PendingDelayMessages),
+        "{summary}"
+    );
+    // (Exactly one unless a consumer hiccup sent a message back for retry meanwhile: retries
+    // wait in the same schedule queue, at level 3 and up.)
+    assert!(
+        summary.contains("scheduled message(s) not delivered yet on the source (")
+            && summary.contains(&format!("{} ({}): ", a.broker_name(), a.broker_addr()))
+            && summary.contains("delay level 18: 1")
+            && summary.contains("for all topics"),
+        "{summary}"
+    );
+    // Rolling back does not care.
+    assert!(
+        !codes(&t.previous).contains(&ReasonCode::PendingDelayMessages),
+        "{}",
+        t.previous.summary()
+    );
+
+    // 7. The periodic scan sets the metrics from what it measured.
+    hc.engine().scan_once().await.unwrap();
+    let text = ferry_telemetry::metrics::encode();
+    for series in [
+        format!("ferry_topic_stage{{task=\"{TASK}\",topic=\"{TOPIC}\",stage=\"SWITCHING\"}} 1"),
+        format!("ferry_topic_ready{{task=\"{TASK}\",topic=\"{TOPIC}\",direction=\"next\"}} 0"),
+        format!(
+            "ferry_topic_not_ready_reasons{{task=\"{TASK}\",topic=\"{TOPIC}\",direction=\"next\",reason=\"PENDING_DELAY_MESSAGES\"}} 1"
+        ),
+        format!("ferry_unswitched_clients{{task=\"{TASK}\"}} 0"),
+    ] {
+        assert!(text.contains(&series), "{series} missing in:\n{text}");
+    }
+    for prefix in [
+        format!("ferry_cluster_tps{{task=\"{TASK}\",cluster=\"source\",direction=\"in\"}} "),
+        format!("ferry_cluster_tps{{task=\"{TASK}\",cluster=\"target\",direction=\"out\"}} "),
+        format!(
+            "ferry_topic_tps{{task=\"{TASK}\",topic=\"{TOPIC}\",cluster=\"source\",direction=\"in\"}} "
+        ),
+    ] {
+        assert!(text.contains(&prefix), "{prefix} missing in:\n{text}");
+    }
+    // Only the current stage has a series.
+    assert!(
+        !text.contains(&format!(
+            "ferry_topic_stage{{task=\"{TASK}\",topic=\"{TOPIC}\",stage=\"DUAL_WRITE\"}}"
+        )),
+        "{text}"
+    );
+    eprintln!(
+        "[{:?}] phases 6-7: long delay pending, metrics",
         started.elapsed()
     );
 

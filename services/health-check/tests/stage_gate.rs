@@ -42,6 +42,7 @@ fn change(task_id: &str, force: bool) -> pb::StageChangeRequest {
         force,
         actor: "gate-test".into(),
         reason: String::new(),
+        dry_run: false,
     }
 }
 
@@ -159,6 +160,15 @@ async fn metadata_sync_gate_follows_published_readiness() {
         })
         .await
         .unwrap();
+    // Stages move only in step 4; this test is about the stage gate, so the task is put
+    // there directly (the step gates have their own tests in metadata-sync).
+    let current = store.get_task(&task_id).await.unwrap();
+    let mut at_step_4 = current.value.clone();
+    at_step_4.step = ferry_store::TaskStep::GrayMigration;
+    store
+        .update_task(at_step_4, current.revision)
+        .await
+        .unwrap();
 
     // 1. Measured by the scan, not ready: the advance is refused with the reasons.
     wait_for("a first readiness scan", WAIT, || async {
@@ -181,9 +191,10 @@ async fn metadata_sync_gate_follows_published_readiness() {
         refused.error
     );
     for code in [
-        "TARGET_TOPIC_MISSING",
-        "TARGET_GROUP_MISSING",
+        "TOPIC_NOT_IMPORTED",
+        "GROUP_NOT_IMPORTED",
         "CLIENTS_NOT_SWITCHED",
+        "ROUTER_UNAVAILABLE",
     ] {
         assert!(refused.error.contains(code), "{code}: {}", refused.error);
     }
@@ -194,11 +205,15 @@ async fn metadata_sync_gate_follows_published_readiness() {
     assert!(!r.ready);
     let codes = reason_codes(r);
     assert!(
-        codes.contains(&ReadinessReasonCode::TargetTopicMissing),
+        codes.contains(&ReadinessReasonCode::TopicNotImported),
         "{codes:?}"
     );
     assert!(
         codes.contains(&ReadinessReasonCode::ClientsNotSwitched),
+        "{codes:?}"
+    );
+    assert!(
+        codes.contains(&ReadinessReasonCode::RouterUnavailable),
         "{codes:?}"
     );
     let stages = tasks

@@ -79,18 +79,13 @@ pub fn task_to_pb(
         step: step_to_pb(t.step) as i32,
         state: state_to_pb(t.state) as i32,
         topics_per_stage,
-        // Kept on the task by ConnectSource (step 1).
-        connect_outcome: t
-            .extra
-            .get("connect")
-            .and_then(|c| c.get("outcome"))
-            .and_then(serde_json::Value::as_i64)
-            .map_or(pb_common::ConnectOutcome::Unspecified as i32, |o| o as i32),
-        clients_need_credentials: false,
         revision: task.revision,
         created_at: timestamp(t.created_at_ms),
         updated_at: timestamp(t.updated_at_ms),
         created_by: t.created_by.clone(),
+        // The step results, keys and history kept in `extra` are filled by the migration
+        // service, which owns their layout.
+        ..Default::default()
     }
 }
 

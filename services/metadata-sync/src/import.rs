@@ -217,7 +217,18 @@ impl ImportTasks {
         Ok(())
     }
 
+    /// Creates a task from the request's source and starts it.
     async fn create(&self, req: api::CreateImportTaskRequest) -> Result<ImportTask> {
+        self.create_with(req, None).await
+    }
+
+    /// Creates a task and starts it. `prepared`, when given, is the input instead of the
+    /// request's source (items a migration task creates by hand).
+    pub async fn create_with(
+        &self,
+        req: api::CreateImportTaskRequest,
+        prepared: Option<source::ImportInput>,
+    ) -> Result<ImportTask> {
         let received = std::time::Instant::now();
         let store = self.inner.slot.get().map_err(SyncError::from)?;
         let task_type = pb::task_type_from_pb(req.r#type)?;
@@ -266,31 +277,34 @@ impl ImportTasks {
         let limits = TaskLimits::from_requested(req.topic_limit.into(), req.group_limit.into());
         let create_mode = pb::create_mode_from_pb(req.create_mode)?;
         let mut notices = Vec::new();
-        let input = match req.source {
-            Some(Source::ExportJson(bytes)) => {
-                let file = file_name(&req.file_name, ferry_metadata::EXPORT_FILE_NAME);
-                source::from_export_json(&file, &bytes)?
-            }
-            Some(Source::Xlsx(bytes)) => {
-                let file = file_name(&req.file_name, ferry_metadata::XLSX_FILE_NAME);
-                source::from_xlsx(&file, &bytes)?
-            }
-            Some(Source::SnapshotId(scan_id)) => {
-                let header = store.get_snapshot(&scan_id).await?;
-                let items = store.snapshot_items(&scan_id).await?;
-                let (input, left_out) = source::from_snapshot(&header, &items)?;
-                if left_out > 0 {
-                    notices.push(format!(
+        let input = match (prepared, req.source) {
+            (Some(input), _) => input,
+            (None, source) => match source {
+                Some(Source::ExportJson(bytes)) => {
+                    let file = file_name(&req.file_name, ferry_metadata::EXPORT_FILE_NAME);
+                    source::from_export_json(&file, &bytes)?
+                }
+                Some(Source::Xlsx(bytes)) => {
+                    let file = file_name(&req.file_name, ferry_metadata::XLSX_FILE_NAME);
+                    source::from_xlsx(&file, &bytes)?
+                }
+                Some(Source::SnapshotId(scan_id)) => {
+                    let header = store.get_snapshot(&scan_id).await?;
+                    let items = store.snapshot_items(&scan_id).await?;
+                    let (input, left_out) = source::from_snapshot(&header, &items)?;
+                    if left_out > 0 {
+                        notices.push(format!(
                         "{left_out} system, retry or DLQ topics and system groups of the snapshot were left out"
                     ));
+                    }
+                    input
                 }
-                input
-            }
-            None => {
-                return Err(SyncError::InvalidArgument(
-                    "a source is required: export_json, xlsx or snapshot_id".into(),
-                ));
-            }
+                None => {
+                    return Err(SyncError::InvalidArgument(
+                        "a source is required: export_json, xlsx or snapshot_id".into(),
+                    ));
+                }
+            },
         };
         let parsed_in = received.elapsed();
         let now = now_ms();
@@ -345,6 +359,67 @@ impl ImportTasks {
             tracing::warn!(task = %id, error = %e, "import task not started now; the resume loop will");
         }
         Ok(stored.value)
+    }
+
+    /// Waits (at most `within`) until task `id` has no work left, then returns it with its
+    /// items. Items still pending when time is up come back as they are.
+    pub async fn wait_finished(
+        &self,
+        id: &str,
+        within: Duration,
+    ) -> Result<(ImportTask, Vec<ImportItem>)> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let store = self.inner.slot.get().map_err(SyncError::from)?;
+            let task = store.get_import(id).await?.value;
+            if task.status.is_terminal() || tokio::time::Instant::now() >= deadline {
+                let items = store.import_items(id).await?;
+                return Ok((task, items));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The import input of a stored snapshot (user topics and groups only).
+    pub async fn snapshot_input(&self, scan_id: &str) -> Result<source::ImportInput> {
+        let store = self.inner.slot.get().map_err(SyncError::from)?;
+        let header = store.get_snapshot(scan_id).await?;
+        let items = store.snapshot_items(scan_id).await?;
+        Ok(source::from_snapshot(&header, &items)?.0)
+    }
+
+    /// Every item of task `id`.
+    pub async fn items_of(&self, id: &str) -> Result<Vec<ImportItem>> {
+        let store = self.inner.slot.get().map_err(SyncError::from)?;
+        Ok(store.import_items(id).await?)
+    }
+
+    /// Stores a scan as a snapshot (keeping the newest `keep` of its source) and returns
+    /// its id.
+    pub async fn store_inventory(
+        &self,
+        inventory: &ferry_scanner::Inventory,
+        keep: usize,
+    ) -> Result<String> {
+        let store = self.inner.slot.get().map_err(SyncError::from)?;
+        let scan_id = ferry_store::new_scan_id(inventory.taken_at_ms);
+        let snapshot = inventory
+            .to_snapshot(scan_id.clone())
+            .map_err(|e| SyncError::FailedPrecondition(format!("cannot store the scan: {e}")))?;
+        store.put_snapshot(snapshot).await?;
+        store
+            .prune_snapshots(&inventory.source_id, keep.max(1))
+            .await?;
+        Ok(scan_id)
+    }
+
+    /// A stored snapshot's inventory.
+    pub async fn load_inventory(&self, scan_id: &str) -> Result<ferry_scanner::Inventory> {
+        let store = self.inner.slot.get().map_err(SyncError::from)?;
+        let header = store.get_snapshot(scan_id).await?;
+        let items = store.snapshot_items(scan_id).await?;
+        ferry_scanner::Inventory::from_snapshot(&header, &items)
+            .map_err(|e| SyncError::FailedPrecondition(format!("snapshot {scan_id}: {e}")))
     }
 
     async fn retry(&self, id: &str) -> Result<ImportTask> {

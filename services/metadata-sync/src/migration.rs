@@ -12,8 +12,18 @@
 //! `readiness_max_age` old, default 30 s); otherwise it is refused with the reasons. `force`
 //! overrides, and the audit records the change as forced whenever readiness was not proven:
 //! moving a topic without proof that no message is stranded is the operator's explicit
-//! decision, never Ferry's default. Steps 1–3 (connect, import, switch access point) answer
-//! `UNIMPLEMENTED` naming the work that brings them.
+//! decision, never Ferry's default.
+//!
+//! The steps: [`steps`] holds their gates (step 1 connect, step 2 import with [`items`] and
+//! [`roles`], step 3 switch access point, step 4 gray migration, step 5 complete); topic
+//! stages change only in step 4. What a task keeps besides its core record is typed in
+//! [`extra`].
+
+mod extra;
+mod items;
+mod reconcile;
+pub mod roles;
+mod steps;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -23,14 +33,12 @@ use ferry_api::metadata_sync::v1 as pb;
 use ferry_api::metadata_sync::v1::migration_task_service_server::{
     MigrationTaskService, MigrationTaskServiceServer,
 };
-use ferry_api::service_names::MIGRATION_TASK;
 use ferry_core::names::is_valid_name_char;
 use ferry_core::readiness::ReasonCode;
 use ferry_core::{Direction, MigrationStep, Stage, TaskState, validate_topic};
 use ferry_scanner::convert::report_to_pb;
 use ferry_scanner::engine::CollisionKind;
 use ferry_scanner::{EngineConfig, ScanEngine, SourceSpec};
-use ferry_server::pending::not_implemented;
 use ferry_store::{
     FerryStore, MigrationStore, MigrationTask, PageRequest, ReadinessRecord, StageChange,
     StoreError, TopicState, Versioned,
@@ -39,7 +47,10 @@ use tonic::{Request, Response, Status};
 
 use crate::convert::*;
 use crate::error::{Result, SyncError};
+use crate::import::ImportTasks;
 use crate::store_slot::StoreSlot;
+use extra::{ConnectResult, TaskExtra};
+use ferry_store::imports::StoredCredentials;
 use ferry_store::now_ms;
 
 /// Longest task name accepted.
@@ -49,8 +60,9 @@ const MAX_CLUSTER_NAME_LEN: usize = 127;
 /// Actor recorded when the caller names none.
 const ANONYMOUS: &str = "anonymous";
 
-const STEPS_ARRIVE_WITH: &str =
-    "the scanner, import and migration-control work (issues #5, #6, #8)";
+/// Default page of items and roles.
+const ITEM_PAGE: usize = 100;
+const MAX_ITEM_PAGE: usize = 1000;
 
 /// How old a stored readiness may be and still allow a change without `force`: well above
 /// the health checker's scan interval (10 s), well below the clients' route poll interval.
@@ -61,8 +73,10 @@ pub const DEFAULT_READINESS_MAX_AGE: Duration = Duration::from_secs(30);
 pub struct MigrationTasks {
     store: StoreSlot,
     readiness_max_age: Duration,
-    /// Probes the source and target for step 1 (the scanner's engine, used in-process).
+    /// Probes and scans the source for steps 1 and 2 (the scanner's engine, in-process).
     engine: ScanEngine,
+    /// Runs step 2's imports (the import-task engine of this process).
+    imports: Option<ImportTasks>,
 }
 
 impl MigrationTasks {
@@ -71,7 +85,14 @@ impl MigrationTasks {
             store,
             readiness_max_age: DEFAULT_READINESS_MAX_AGE,
             engine: ScanEngine::new(EngineConfig::default()),
+            imports: None,
         }
+    }
+
+    /// Runs step 2's imports with `imports` (without it, step 2 answers FAILED_PRECONDITION).
+    pub fn with_imports(mut self, imports: ImportTasks) -> Self {
+        self.imports = Some(imports);
+        self
     }
 
     /// Sets how old a stored readiness may be for a change without `force`.
@@ -103,7 +124,52 @@ impl MigrationTasks {
         task: &Versioned<MigrationTask>,
     ) -> Result<pb::MigrationTask> {
         let counts = Self::topics_per_stage(store, &task.value.id).await?;
-        Ok(task_to_pb(task, counts))
+        let mut out = task_to_pb(task, counts);
+        TaskExtra::of(&task.value).fill(&mut out);
+        Ok(out)
+    }
+
+    /// Completes a task whose topics are all DONE and releases its target.
+    async fn complete(
+        &self,
+        store: &dyn FerryStore,
+        task: Versioned<MigrationTask>,
+        actor: String,
+    ) -> Result<pb::MigrationTask> {
+        ensure_accepts_changes(&task.value)?;
+        steps::ensure_gray_step(&task.value)?;
+        let topics = all_topics(store, &task.value.id).await?;
+        let not_done: Vec<String> = topics
+            .iter()
+            .filter(|t| t.value.stage != Stage::Done)
+            .map(|t| format!("{} ({})", t.value.topic, t.value.stage))
+            .collect();
+        if !not_done.is_empty() {
+            return Err(SyncError::FailedPrecondition(format!(
+                "task {} can complete only when every topic is DONE; not yet: {}",
+                task.value.id,
+                not_done.join(", ")
+            )));
+        }
+        let mut finished = task.value.clone();
+        let mut extra = TaskExtra::of(&finished);
+        extra.steps.push(extra::StepRecord {
+            from: finished.step,
+            to: MigrationStep::Complete,
+            actor: actor.clone(),
+            forced: false,
+            reason: None,
+            at_ms: now_ms(),
+        });
+        extra.store(&mut finished);
+        finished.state = TaskState::Completed;
+        finished.step = MigrationStep::Complete;
+        finished.updated_at_ms = now_ms();
+        let done = store
+            .finish_task(&task.value.id, task.revision, finished)
+            .await?;
+        tracing::info!(task = %done.value.id, %actor, "task completed; target released");
+        Self::task_response(store, &done).await
     }
 
     /// Moves each requested topic one step in `direction`. Per-topic outcomes are reported in
@@ -116,6 +182,7 @@ impl MigrationTasks {
         let store = self.store.get().map_err(SyncError::from)?;
         let task = store.get_task(&change.task_id).await?;
         ensure_accepts_changes(&task.value)?;
+        steps::ensure_gray_step(&task.value)?;
         if change.topics.is_empty() {
             return Err(SyncError::InvalidArgument("no topics given".into()));
         }
@@ -131,6 +198,7 @@ impl MigrationTasks {
                     direction,
                     force: change.force,
                     max_age: self.readiness_max_age,
+                    dry_run: change.dry_run,
                 },
                 &actor,
                 reason.clone(),
@@ -202,6 +270,8 @@ struct Gatekeeping {
     direction: Direction,
     force: bool,
     max_age: Duration,
+    /// Decide only; commit nothing.
+    dry_run: bool,
 }
 
 /// What the stored readiness says about one change.
@@ -313,6 +383,7 @@ async fn change_one(
         direction,
         force,
         max_age,
+        dry_run,
     } = gk;
     let current = match store.get_topic(&task.value.id, &topic_ref.topic).await {
         Ok(current) => current,
@@ -366,6 +437,17 @@ async fn change_one(
             };
         }
         tracing::warn!(task = %task.value.id, topic = %topic_ref.topic, %from, %to, why = %why, actor, "stage change forced although readiness is not proven");
+    }
+    if dry_run {
+        return pb::StageChangeResult {
+            topic: topic_ref.topic,
+            changed: false,
+            from_stage: stage_to_pb(from) as i32,
+            to_stage: stage_to_pb(to) as i32,
+            revision: current.revision,
+            error: String::new(),
+            readiness,
+        };
     }
     let expected_revision = match topic_ref.expected_revision {
         0 => current.revision,
@@ -450,59 +532,77 @@ fn new_task_id() -> String {
     format!("mt-{}", &id[..12])
 }
 
-/// The last step-1 probe, kept in the task's `extra` under "connect".
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-struct ConnectResult {
-    /// `ferry.common.v1.ConnectOutcome` number.
-    outcome: i32,
-    message: String,
-    broker_name_collisions: Vec<String>,
-    at_ms: i64,
-}
-
-fn set_connect_result(extra: &mut serde_json::Value, result: ConnectResult) {
-    if !extra.is_object() {
-        *extra = serde_json::Value::Object(Default::default());
-    }
-    if let (Some(map), Ok(value)) = (extra.as_object_mut(), serde_json::to_value(result)) {
-        map.insert("connect".into(), value);
-    }
-}
-
-fn connect_result(task: &MigrationTask) -> Option<ConnectResult> {
-    serde_json::from_value(task.extra.get("connect")?.clone()).ok()
-}
-
-/// Step 1 is done when the last probe reached every NameServer and broker of both clusters
-/// and no broker name exists in both (clients key addresses and offsets by broker name, so
-/// routes could not be merged).
-fn connect_gate(task: &MigrationTask) -> Result<()> {
-    let Some(result) = connect_result(task) else {
+/// The task, if it accepts changes and is at the step the caller saw (a request naming a
+/// step the task has left is refused, not applied twice).
+async fn task_at_step(
+    store: &dyn FerryStore,
+    task_id: &str,
+    from_step: i32,
+) -> Result<Versioned<MigrationTask>> {
+    let task = store.get_task(task_id).await?;
+    ensure_accepts_changes(&task.value)?;
+    if from_step != step_to_pb(task.value.step) as i32 {
         return Err(SyncError::FailedPrecondition(format!(
-            "task {} has not connected its source yet: run ConnectSource first",
-            task.id
+            "task {} is at step {}, not the step the request names: re-read the task",
+            task.value.id,
+            task.value.step.as_str()
         )));
+    }
+    Ok(task)
+}
+
+/// Keys from a request, to keep on the task (the secret never comes back).
+fn stored_credentials(
+    what: &str,
+    keys: Option<pb_common::Credentials>,
+) -> Result<Option<StoredCredentials>> {
+    match keys {
+        Some(c) if !c.access_key.is_empty() || !c.secret_key.is_empty() => {
+            if c.access_key.trim().is_empty() || c.secret_key.is_empty() {
+                return Err(SyncError::InvalidArgument(format!(
+                    "{what} credentials need both an access key and a secret key"
+                )));
+            }
+            Ok(Some(StoredCredentials {
+                access_key: c.access_key,
+                secret_key: c.secret_key,
+            }))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// True when the first source (oldest task) of `target` that was probed had ACL on.
+async fn first_source_had_acl(store: &dyn MigrationStore, target: &str) -> Result<bool> {
+    let mut first: Option<(i64, bool)> = None;
+    let mut page = PageRequest::first(PageRequest::MAX_SIZE);
+    loop {
+        let got = store.list_tasks(page.clone()).await?;
+        for task in got
+            .items
+            .iter()
+            .filter(|t| t.value.target_cluster == target)
+        {
+            if let Some(connect) = TaskExtra::of(&task.value).connect
+                && first.is_none_or(|(at, _)| task.value.created_at_ms < at)
+            {
+                first = Some((task.value.created_at_ms, connect.acl_enabled));
+            }
+        }
+        match got.next_page_token {
+            Some(token) => page.page_token = Some(token),
+            None => return Ok(first.is_some_and(|(_, acl)| acl)),
+        }
+    }
+}
+
+/// Page size and token of an item or role listing.
+fn item_page(page_size: i32, token: &str) -> (usize, Option<String>) {
+    let size = match page_size {
+        n if n <= 0 => ITEM_PAGE,
+        n => (n as usize).min(MAX_ITEM_PAGE),
     };
-    if !result.broker_name_collisions.is_empty() {
-        return Err(SyncError::FailedPrecondition(format!(
-            "broker names exist in both clusters ({}): a seamless migration needs unique broker names; rename the target's brokers",
-            result.broker_name_collisions.join(", ")
-        )));
-    }
-    if result.outcome != pb_common::ConnectOutcome::Ok as i32 {
-        let outcome = pb_common::ConnectOutcome::try_from(result.outcome)
-            .map(|o| o.as_str_name())
-            .unwrap_or("UNKNOWN");
-        return Err(SyncError::FailedPrecondition(format!(
-            "the last source check ended {outcome}: {}; fix it and run ConnectSource again",
-            result.message
-        )));
-    }
-    Ok(())
-}
-
-fn pending(rpc: &str) -> Status {
-    not_implemented(MIGRATION_TASK, rpc, STEPS_ARRIVE_WITH)
+    (size, Some(token.to_string()).filter(|t| !t.is_empty()))
 }
 
 fn ok<T>(value: T) -> std::result::Result<Response<T>, Status> {
@@ -542,20 +642,16 @@ impl MigrationTaskService for MigrationTasks {
             )
             .into());
         }
-        let has_credentials = [&source.credentials, &target.credentials]
-            .into_iter()
-            .flatten()
-            .any(|c| !c.access_key.is_empty() || !c.secret_key.is_empty());
-        if has_credentials {
-            // Keys must be stored so they never come back in full; that storage arrives with
-            // the step-1 connect work. Refuse rather than drop them silently.
-            return Err(not_implemented(
-                MIGRATION_TASK,
-                "CreateMigrationTask with ACL credentials",
-                "the migration-control work (issue #8)",
-            ));
-        }
+        let mut extra = TaskExtra {
+            source_credentials: stored_credentials("source", source.credentials)?,
+            target_credentials: stored_credentials("target", target.credentials)?,
+            ..TaskExtra::default()
+        };
         let store = self.store.get().map_err(SyncError::from)?;
+        // PRODUCT.md §4 step 1: once a target's first source had ACL on, the target enforces
+        // ACL for every later source, so their clients need keys too.
+        extra.clients_need_credentials =
+            first_source_had_acl(store.as_ref(), &target.cluster_name).await?;
         let now = now_ms();
         let task = MigrationTask {
             id: new_task_id(),
@@ -572,10 +668,12 @@ impl MigrationTaskService for MigrationTasks {
             created_by: actor_or_anonymous(req.actor),
             extra: serde_json::Value::Null,
         };
+        let mut task = task;
+        extra.store(&mut task);
         let created = store.create_task(task).await.map_err(SyncError::from)?;
         tracing::info!(task = %created.value.id, target = %created.value.target_cluster, "migration task created");
         ok(pb::CreateMigrationTaskResponse {
-            task: Some(task_to_pb(&created, HashMap::new())),
+            task: Some(Self::task_response(store.as_ref(), &created).await?),
         })
     }
 
@@ -629,13 +727,24 @@ impl MigrationTaskService for MigrationTasks {
             .await
             .map_err(SyncError::from)?;
         ensure_accepts_changes(&task.value)?;
-        let spec = |namesrv: &str, cluster: &str| SourceSpec {
+        let extra = TaskExtra::of(&task.value);
+        let spec = |namesrv: &str, cluster: &str, keys: &Option<StoredCredentials>| SourceSpec {
             namesrv_addrs: namesrv.to_string(),
             cluster_name: Some(cluster.to_string()),
-            credentials: None,
+            credentials: keys
+                .as_ref()
+                .map(|c| ferry_remoting::Credentials::new(&c.access_key, &c.secret_key)),
         };
-        let source = spec(&task.value.source_namesrv, &task.value.source_cluster);
-        let target = spec(&task.value.target_namesrv, &task.value.target_cluster);
+        let source = spec(
+            &task.value.source_namesrv,
+            &task.value.source_cluster,
+            &extra.source_credentials,
+        );
+        let target = spec(
+            &task.value.target_namesrv,
+            &task.value.target_cluster,
+            &extra.target_credentials,
+        );
         let report = self
             .engine
             .check_connection(&source, Some(&target), None)
@@ -650,15 +759,15 @@ impl MigrationTaskService for MigrationTasks {
             .collect();
         // The result stays on the task: the step-1 gate reads it, and people see it later.
         let mut updated = task.value.clone();
-        set_connect_result(
-            &mut updated.extra,
-            ConnectResult {
-                outcome: probe.outcome,
-                message: report.message.clone(),
-                broker_name_collisions: broker_collisions.iter().map(|s| s.to_string()).collect(),
-                at_ms: now_ms(),
-            },
-        );
+        let mut extra = extra;
+        extra.connect = Some(ConnectResult {
+            outcome: probe.outcome,
+            message: report.message.clone(),
+            broker_name_collisions: broker_collisions.iter().map(|s| s.to_string()).collect(),
+            at_ms: now_ms(),
+            acl_enabled: report.acl_enabled,
+        });
+        extra.store(&mut updated);
         updated.updated_at_ms = now_ms();
         let saved = store
             .update_task(updated, task.revision)
@@ -675,44 +784,180 @@ impl MigrationTaskService for MigrationTasks {
 
     async fn refresh_source_inventory(
         &self,
-        _: Request<pb::RefreshSourceInventoryRequest>,
+        request: Request<pb::RefreshSourceInventoryRequest>,
     ) -> std::result::Result<Response<pb::RefreshSourceInventoryResponse>, Status> {
-        Err(pending("RefreshSourceInventory"))
+        let req = request.into_inner();
+        let store = self.store.get().map_err(SyncError::from)?;
+        let (task, _) = self.refresh_inventory(store.as_ref(), &req.task_id).await?;
+        let in_task: std::collections::BTreeSet<String> =
+            items::task_topic_names(store.as_ref(), &req.task_id)
+                .await?
+                .into_iter()
+                .collect();
+        let items = self.items(&task.value).await?;
+        let new_topics = items
+            .iter()
+            .filter(|i| i.kind == ferry_core::ItemKind::Topic && !in_task.contains(&i.name))
+            .map(|i| i.name.clone())
+            .collect();
+        let new_groups = items
+            .iter()
+            .filter(|i| {
+                i.kind == ferry_core::ItemKind::Group && i.state != pb::MigrationItemState::Imported
+            })
+            .map(|i| i.name.clone())
+            .collect();
+        ok(pb::RefreshSourceInventoryResponse {
+            snapshot_id: TaskExtra::of(&task.value)
+                .inventory
+                .map(|i| i.snapshot_id)
+                .unwrap_or_default(),
+            new_topics,
+            new_groups,
+        })
     }
 
     async fn list_migration_items(
         &self,
-        _: Request<pb::ListMigrationItemsRequest>,
+        request: Request<pb::ListMigrationItemsRequest>,
     ) -> std::result::Result<Response<pb::ListMigrationItemsResponse>, Status> {
-        Err(pending("ListMigrationItems"))
+        let req = request.into_inner();
+        let store = self.store.get().map_err(SyncError::from)?;
+        let task = store
+            .get_task(&req.task_id)
+            .await
+            .map_err(SyncError::from)?;
+        let kind = crate::import::pb::kind_from_pb(req.kind)?;
+        let state = pb::MigrationItemState::try_from(req.state)
+            .map_err(|_| SyncError::InvalidArgument(format!("unknown item state {}", req.state)))?;
+        let (size, token) = item_page(req.page_size, &req.page_token);
+        let all = self.items(&task.value).await?;
+        // Topics sort before groups; the token is "<kind>/<name>" of the last item returned.
+        let key = |i: &items::ItemState| format!("{}/{}", i.kind.as_str(), i.name);
+        let mut page: Vec<&items::ItemState> = all
+            .iter()
+            .filter(|i| kind.is_none_or(|k| i.kind == k))
+            .filter(|i| state == pb::MigrationItemState::Unspecified || i.state == state)
+            .filter(|i| req.name_contains.is_empty() || i.name.contains(&req.name_contains))
+            .filter(|i| token.as_deref().is_none_or(|t| key(i).as_str() > t))
+            .take(size + 1)
+            .collect();
+        let next_page_token = if page.len() > size {
+            page.truncate(size);
+            page.last().map(|i| key(i)).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        ok(pb::ListMigrationItemsResponse {
+            items: page.into_iter().map(items::item_to_pb).collect(),
+            next_page_token,
+        })
     }
 
     async fn import_migration_items(
         &self,
-        _: Request<pb::ImportMigrationItemsRequest>,
+        request: Request<pb::ImportMigrationItemsRequest>,
     ) -> std::result::Result<Response<pb::ImportMigrationItemsResponse>, Status> {
-        Err(pending("ImportMigrationItems"))
+        let store = self.store.get().map_err(SyncError::from)?;
+        let items = self
+            .import_items(store.as_ref(), request.into_inner())
+            .await?;
+        ok(pb::ImportMigrationItemsResponse { items })
     }
 
     async fn create_migration_item(
         &self,
-        _: Request<pb::CreateMigrationItemRequest>,
+        request: Request<pb::CreateMigrationItemRequest>,
     ) -> std::result::Result<Response<pb::CreateMigrationItemResponse>, Status> {
-        Err(pending("CreateMigrationItem"))
+        let store = self.store.get().map_err(SyncError::from)?;
+        let item = self
+            .create_item(store.as_ref(), request.into_inner())
+            .await?;
+        ok(pb::CreateMigrationItemResponse { item: Some(item) })
     }
 
     async fn import_roles(
         &self,
-        _: Request<pb::ImportRolesRequest>,
+        request: Request<pb::ImportRolesRequest>,
     ) -> std::result::Result<Response<pb::ImportRolesResponse>, Status> {
-        Err(pending("ImportRoles"))
+        let req = request.into_inner();
+        let store = self.store.get().map_err(SyncError::from)?;
+        let task = store
+            .get_task(&req.task_id)
+            .await
+            .map_err(SyncError::from)?;
+        ensure_accepts_changes(&task.value)?;
+        let mut roles = roles::parse_roles(&req.roles, &req.roles_file)?;
+        if roles.is_empty() {
+            return Err(SyncError::InvalidArgument(
+                "no roles given: pass roles or a roles_file".into(),
+            )
+            .into());
+        }
+        // The task's target (its cluster only, signed with Ferry's keys when ACL is on).
+        let target = roles::RoleTarget {
+            namesrv_addrs: task.value.target_namesrv.clone(),
+            cluster: Some(task.value.target_cluster.clone()),
+            credentials: TaskExtra::of(&task.value)
+                .target_credentials
+                .map(|c| ferry_remoting::Credentials::new(&c.access_key, &c.secret_key)),
+            timeout: None,
+        };
+        roles::apply_roles_to(&target, task.value.target_type, &mut roles).await?;
+        let results: Vec<ferry_api::metadata_sync::v1::ImportItem> = roles
+            .iter()
+            .enumerate()
+            .map(|(seq, r)| ferry_api::metadata_sync::v1::ImportItem {
+                name: r.access_key.clone(),
+                source_name: r.access_key.clone(),
+                result: crate::import::pb::result_to_pb(r.result) as i32,
+                reason: r.reason.clone().unwrap_or_default(),
+                seq: seq as i64,
+                ..Default::default()
+            })
+            .collect();
+        items::update_extra(store.as_ref(), &req.task_id, |extra| {
+            for role in &roles {
+                extra.roles.retain(|r| r.access_key != role.access_key);
+                extra.roles.push(role.clone());
+            }
+            extra.roles.sort_by(|a, b| a.access_key.cmp(&b.access_key));
+        })
+        .await?;
+        tracing::info!(task = %req.task_id, roles = roles.len(), "roles imported");
+        ok(pb::ImportRolesResponse { items: results })
     }
 
     async fn list_roles(
         &self,
-        _: Request<pb::ListRolesRequest>,
+        request: Request<pb::ListRolesRequest>,
     ) -> std::result::Result<Response<pb::ListRolesResponse>, Status> {
-        Err(pending("ListRoles"))
+        let req = request.into_inner();
+        let store = self.store.get().map_err(SyncError::from)?;
+        let task = store
+            .get_task(&req.task_id)
+            .await
+            .map_err(SyncError::from)?;
+        let (size, token) = item_page(req.page_size, &req.page_token);
+        let extra = TaskExtra::of(&task.value);
+        let mut page: Vec<_> = extra
+            .roles
+            .iter()
+            .filter(|r| token.as_deref().is_none_or(|t| r.access_key.as_str() > t))
+            .take(size + 1)
+            .collect();
+        let next_page_token = if page.len() > size {
+            page.truncate(size);
+            page.last()
+                .map(|r| r.access_key.clone())
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        ok(pb::ListRolesResponse {
+            roles: page.into_iter().map(roles::role_view).collect(),
+            next_page_token,
+        })
     }
 
     async fn advance_step(
@@ -721,44 +966,84 @@ impl MigrationTaskService for MigrationTasks {
     ) -> std::result::Result<Response<pb::AdvanceStepResponse>, Status> {
         let req = request.into_inner();
         let store = self.store.get().map_err(SyncError::from)?;
-        let task = store
-            .get_task(&req.task_id)
-            .await
-            .map_err(SyncError::from)?;
-        ensure_accepts_changes(&task.value)?;
+        let task = task_at_step(store.as_ref(), &req.task_id, req.from_step).await?;
         let from = task.value.step;
-        if req.from_step != step_to_pb(from) as i32 {
+        let Some(to) = from.next() else {
             return Err(SyncError::FailedPrecondition(format!(
-                "task {} is at step {}, not the step the request names: re-read the task",
-                task.value.id,
-                from.as_str()
+                "task {} is at its last step",
+                task.value.id
             ))
             .into());
-        }
-        let to = match from {
-            MigrationStep::Connect => {
-                connect_gate(&task.value)?;
-                MigrationStep::ImportMetadata
-            }
-            // The import, switch-access-point and completion gates need the imported items
-            // and client presence on the task; moving on without them would be a fake.
-            other => {
-                return Err(not_implemented(
-                    MIGRATION_TASK,
-                    &format!("AdvanceStep from {}", other.as_str()),
-                    STEPS_ARRIVE_WITH,
-                ));
-            }
         };
-        let mut updated = task.value.clone();
-        updated.step = to;
-        updated.updated_at_ms = now_ms();
-        let saved = store
-            .update_task(updated, task.revision)
-            .await
-            .map_err(SyncError::from)?;
-        tracing::info!(task = %req.task_id, from = from.as_str(), to = to.as_str(), actor = %actor_or_anonymous(req.actor), "task step advanced");
+        if from == MigrationStep::GrayMigration && !req.dry_run {
+            // Step 5 is completion: the same rule and release of the target as CompleteTask.
+            let done = self
+                .complete(store.as_ref(), task, actor_or_anonymous(req.actor))
+                .await?;
+            return ok(pb::AdvanceStepResponse { task: Some(done) });
+        }
+        let finding = self.step_finding(store.as_ref(), &task).await?;
+        let forced = match finding {
+            None => None,
+            Some(why) if from == MigrationStep::Connect => {
+                return Err(SyncError::FailedPrecondition(why).into());
+            }
+            Some(why) if !req.force => {
+                return Err(SyncError::FailedPrecondition(format!(
+                    "step {} is not done: {why}; or force the step to take responsibility for it",
+                    from.as_str()
+                ))
+                .into());
+            }
+            Some(why) => Some(why),
+        };
+        if req.dry_run {
+            return ok(pb::AdvanceStepResponse {
+                task: Some(Self::task_response(store.as_ref(), &task).await?),
+            });
+        }
+        let reason = (!req.reason.is_empty()).then_some(req.reason);
+        let saved = self
+            .change_step(
+                store.as_ref(),
+                task,
+                to,
+                actor_or_anonymous(req.actor),
+                forced,
+                reason,
+            )
+            .await?;
         ok(pb::AdvanceStepResponse {
+            task: Some(Self::task_response(store.as_ref(), &saved).await?),
+        })
+    }
+
+    async fn rollback_step(
+        &self,
+        request: Request<pb::RollbackStepRequest>,
+    ) -> std::result::Result<Response<pb::RollbackStepResponse>, Status> {
+        let req = request.into_inner();
+        let store = self.store.get().map_err(SyncError::from)?;
+        let task = task_at_step(store.as_ref(), &req.task_id, req.from_step).await?;
+        let from = task.value.step;
+        if let Some(why) = self.rollback_finding(store.as_ref(), &task.value).await? {
+            return Err(SyncError::FailedPrecondition(why).into());
+        }
+        let Some(to) = from.prev() else {
+            return Err(SyncError::FailedPrecondition("CONNECT is the first step".into()).into());
+        };
+        let reason = (!req.reason.is_empty()).then_some(req.reason);
+        let saved = self
+            .change_step(
+                store.as_ref(),
+                task,
+                to,
+                actor_or_anonymous(req.actor),
+                None,
+                reason,
+            )
+            .await?;
+        ok(pb::RollbackStepResponse {
             task: Some(Self::task_response(store.as_ref(), &saved).await?),
         })
     }
@@ -981,6 +1266,7 @@ impl MigrationTaskService for MigrationTasks {
             force: req.force,
             actor: req.actor,
             reason: "whole-task rollback".into(),
+            dry_run: false,
         };
         let results = self.change_stages(change, Direction::Rollback).await?;
         ok(pb::RollbackTaskResponse { results })
@@ -996,33 +1282,17 @@ impl MigrationTaskService for MigrationTasks {
             .get_task(&req.task_id)
             .await
             .map_err(SyncError::from)?;
-        ensure_accepts_changes(&task.value)?;
-        let topics = all_topics(store.as_ref(), &req.task_id).await?;
-        let not_done: Vec<String> = topics
-            .iter()
-            .filter(|t| t.value.stage != Stage::Done)
-            .map(|t| format!("{} ({})", t.value.topic, t.value.stage))
-            .collect();
-        if !not_done.is_empty() {
-            return Err(SyncError::FailedPrecondition(format!(
-                "task {} can complete only when every topic is DONE; not yet: {}",
-                req.task_id,
-                not_done.join(", ")
-            ))
-            .into());
-        }
-        let mut finished = task.value.clone();
-        finished.state = TaskState::Completed;
-        finished.step = MigrationStep::Complete;
-        finished.updated_at_ms = now_ms();
-        let done = store
-            .finish_task(&req.task_id, task.revision, finished)
-            .await
-            .map_err(SyncError::from)?;
-        tracing::info!(task = %req.task_id, actor = %actor_or_anonymous(req.actor), "task completed; target released");
-        ok(pb::CompleteTaskResponse {
-            task: Some(Self::task_response(store.as_ref(), &done).await?),
-        })
+        let done = self
+            .complete(store.as_ref(), task, actor_or_anonymous(req.actor))
+            .await?;
+        ok(pb::CompleteTaskResponse { task: Some(done) })
+    }
+
+    async fn reconcile(
+        &self,
+        request: Request<pb::ReconcileRequest>,
+    ) -> std::result::Result<Response<pb::ReconcileResponse>, Status> {
+        ok(MigrationTasks::reconcile(self, request.into_inner()).await?)
     }
 
     async fn list_audit_records(
@@ -1160,7 +1430,7 @@ mod tests {
             "{why}"
         );
         assert!(
-            why.contains("DWELL_TOO_SHORT") && why.contains("TARGET_TOPIC_MISSING"),
+            why.contains("DWELL_TOO_SHORT") && why.contains("TOPIC_NOT_IMPORTED"),
             "{why}"
         );
         let r = r.unwrap();
@@ -1174,11 +1444,34 @@ mod tests {
     #[test]
     fn every_reason_code_maps_to_its_api_name() {
         for code in ReasonCode::ALL {
+            let wire = reason_code_to_pb(code);
             assert_eq!(
-                reason_code_to_pb(code)
-                    .as_str_name()
+                wire.as_str_name()
                     .trim_start_matches("READINESS_REASON_CODE_"),
                 code.as_str()
+            );
+            // 5, 6 and 7 are deprecated on the wire: only their replacements are sent.
+            assert!(!matches!(wire as i32, 0 | 5..=7), "{code} -> {wire:?}");
+        }
+        for name in [
+            "TOPIC_NOT_IMPORTED",
+            "GROUP_NOT_IMPORTED",
+            "CLIENTS_NOT_SWITCHED",
+            "CONSUMERS_NOT_ON_TARGET",
+            "SOURCE_BACKLOG",
+            "SOURCE_STILL_WRITTEN",
+            "TARGET_BACKLOG",
+            "DWELL_TOO_SHORT",
+            "PENDING_DELAY_MESSAGES",
+            "PENDING_TRANSACTIONS",
+            "RETRY_OR_DLQ_BACKLOG",
+            "BROKER_NAME_COLLISION",
+            "ROUTER_UNAVAILABLE",
+        ] {
+            let code: ReasonCode = name.parse().unwrap();
+            assert_eq!(
+                reason_code_to_pb(code).as_str_name(),
+                format!("READINESS_REASON_CODE_{name}")
             );
         }
     }

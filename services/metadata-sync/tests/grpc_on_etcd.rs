@@ -109,6 +109,7 @@ fn change(
         force,
         actor: "test".into(),
         reason: String::new(),
+        dry_run: false,
     }
 }
 
@@ -217,6 +218,22 @@ async fn stage_changes_are_conditioned_audited_and_fenced() {
         .unwrap()
         .into_inner();
     assert_eq!(added.added.len(), 2);
+    // Stages move only in step 4 (the step gates have their own tests): put the task there
+    // through the same etcd the service uses.
+    let store = ferry_store::EtcdStore::connect(
+        &[etcd.endpoint()],
+        ferry_store::EtcdOptions::default().with_prefix("/ferry-stages/"),
+    )
+    .await
+    .unwrap();
+    let current = ferry_store::MigrationStore::get_task(&store, &task_id)
+        .await
+        .unwrap();
+    let mut at_step_4 = current.value.clone();
+    at_step_4.step = ferry_store::TaskStep::GrayMigration;
+    ferry_store::MigrationStore::update_task(&store, at_step_4, current.revision)
+        .await
+        .unwrap();
 
     // Without readiness proof, a change needs force; nothing is written.
     let before = topic_stage(&mut client, &task_id, "TopicA").await;

@@ -11,9 +11,9 @@
 use serde::Serialize;
 
 use crate::body::{
-    ConsumeStats, ConsumerConnection, GetConsumerListByGroupResponseBody, KVTable,
-    ProducerConnection, SubscriptionGroupConfig, SubscriptionGroupWrapper, TopicConfig,
-    TopicConfigSerializeWrapper, TopicStatsTable,
+    ConsumeStats, ConsumerConnection, DelayOffsetSerializeWrapper,
+    GetConsumerListByGroupResponseBody, KVTable, ProducerConnection, SubscriptionGroupConfig,
+    SubscriptionGroupWrapper, TopicConfig, TopicConfigSerializeWrapper, TopicStatsTable,
 };
 use crate::client::{RemotingClient, decode_body};
 use crate::codes::{RequestCode, ResponseCode};
@@ -284,6 +284,24 @@ impl BrokerAdmin {
             .await?
             .into_success(addr)?;
         decode_body(addr, code, &resp, KVTable::from_body)
+    }
+
+    /// GET_ALL_DELAY_OFFSET (45): the broker's `delayOffset.json`, i.e. per delay level
+    /// how far scheduled messages in `SCHEDULE_TOPIC_XXXX` (queue id = level − 1) have been
+    /// delivered. A level missing from the table has delivered nothing (offset 0). A
+    /// broker with no table yet answers SYSTEM_ERROR "No delay offset in this broker"
+    /// (Java and the Rust broker): that reads as an empty table.
+    pub async fn delay_offsets(&self, addr: &str) -> Result<DelayOffsetSerializeWrapper> {
+        let code = RequestCode::GET_ALL_DELAY_OFFSET;
+        let resp = self.call(addr, self.client.new_request(code)).await?;
+        if resp.code == ResponseCode::SYSTEM_ERROR && remark_has(&resp, "No delay offset") {
+            return Ok(DelayOffsetSerializeWrapper::default());
+        }
+        let resp = resp.into_success(addr)?;
+        if resp.body.is_empty() {
+            return Ok(DelayOffsetSerializeWrapper::default());
+        }
+        decode_body(addr, code, &resp, DelayOffsetSerializeWrapper::from_body)
     }
 
     /// GET_CONSUMER_LIST_BY_GROUP (38): client ids of the group's consumers connected

@@ -426,8 +426,21 @@ pub struct ProducerConnection {
     pub connection_set: Vec<Connection>,
 }
 
+/// `DelayOffsetSerializeWrapper` (`GET_ALL_DELAY_OFFSET`, the broker's `delayOffset.json`):
+/// per delay level, the offset in `SCHEDULE_TOPIC_XXXX` queue `level − 1` up to which
+/// scheduled messages have been delivered. fastjson writes the integer keys unquoted, the
+/// Rust broker quoted; both read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct DelayOffsetSerializeWrapper {
+    pub offset_table: BTreeMap<i32, i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_version: Option<DataVersion>,
+}
+
 body_io!(
     DataVersion,
+    DelayOffsetSerializeWrapper,
     KVTable,
     TopicList,
     GetConsumerListByGroupResponseBody,
@@ -485,6 +498,19 @@ mod tests {
         );
         let ours = serde_json::to_vec(&cs).unwrap();
         assert_eq!(ConsumeStats::from_body(&ours).unwrap(), cs);
+    }
+
+    #[test]
+    fn delay_offsets_in_both_dialects() {
+        let java = br#"{"dataVersion":{"counter":3,"stateVersion":0,"timestamp":1},"offsetTable":{1:5,18:2}}"#;
+        let rust = br#"{"offsetTable":{"1":5,"18":2},"dataVersion":{"stateVersion":0,"timestamp":1,"counter":3}}"#;
+        for body in [&java[..], &rust[..]] {
+            let w = DelayOffsetSerializeWrapper::from_body(body).unwrap();
+            assert_eq!(w.offset_table, BTreeMap::from([(1, 5), (18, 2)]));
+            assert_eq!(w.data_version.unwrap().counter, 3);
+        }
+        let empty = DelayOffsetSerializeWrapper::from_body(br#"{"offsetTable":null}"#).unwrap();
+        assert!(empty.offset_table.is_empty());
     }
 
     #[test]

@@ -26,12 +26,17 @@
 //! `"serializeTypeCurrentRPC":"JSON"`; the Rust RocketMQ peers drop connections
 //! without it) and, when credentials are configured, is ACL-signed as the very last
 //! step. Secrets are never logged: only code, opaque and address are.
+//!
+//! Metrics: every [`RemotingClient::invoke`] / [`RemotingClient::invoke_oneway`]
+//! counts `ferry_remoting_client_requests_total{code,outcome}` and observes
+//! `ferry_remoting_client_request_duration_seconds{code}` (see
+//! `ferry_telemetry::metrics::remoting_client`), labelled by code names only.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
@@ -44,7 +49,9 @@ use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use crate::acl::{Credentials, sign_request};
-use crate::codes::{FERRY_REMOTING_VERSION, LanguageCode, ResponseCode, SerializeType};
+use crate::codes::{
+    FERRY_REMOTING_VERSION, LanguageCode, RequestCode, ResponseCode, SerializeType,
+};
 use crate::command::{FLAG_ONEWAY, FLAG_RESPONSE, RemotingCommand};
 use crate::error::{RemotingError, Result};
 use crate::frame::{DEFAULT_MAX_FRAME_LENGTH, FrameCodec};
@@ -199,6 +206,21 @@ impl RemotingClient {
         request: RemotingCommand,
         timeout: Option<Duration>,
     ) -> Result<RemotingCommand> {
+        let mut observed = Observed::start(request.code);
+        let result = self.invoke_inner(addr, request, timeout).await;
+        observed.outcome = match &result {
+            Ok(response) => ResponseCode::name_of(response.code).unwrap_or(OTHER_LABEL),
+            Err(e) => failure_label(e),
+        };
+        result
+    }
+
+    async fn invoke_inner(
+        &self,
+        addr: &str,
+        request: RemotingCommand,
+        timeout: Option<Duration>,
+    ) -> Result<RemotingCommand> {
         let timeout = timeout.unwrap_or(self.inner.config.request_timeout);
         let code = request.code;
         let conn = self.inner.connection(addr).await?;
@@ -229,6 +251,16 @@ impl RemotingClient {
     /// Sends a oneway request (flag bit 1; the peer never answers). Returns once the
     /// frame is queued on the connection.
     pub async fn invoke_oneway(&self, addr: &str, request: RemotingCommand) -> Result<()> {
+        let mut observed = Observed::start(request.code);
+        let result = self.invoke_oneway_inner(addr, request).await;
+        observed.outcome = match &result {
+            Ok(()) => "oneway",
+            Err(e) => failure_label(e),
+        };
+        result
+    }
+
+    async fn invoke_oneway_inner(&self, addr: &str, request: RemotingCommand) -> Result<()> {
         let timeout = self.inner.config.request_timeout;
         let conn = self.inner.connection(addr).await?;
         let frame = self.inner.prepare(request, self.inner.opaque(), true)?;
@@ -261,6 +293,48 @@ impl RemotingClient {
             Some(Slot::Ready(c)) => c.lock_state().pending.len(),
             _ => 0,
         }
+    }
+}
+
+/// Label for request or response codes Ferry has no name for (bounded label sets).
+const OTHER_LABEL: &str = "OTHER";
+
+/// Records the remoting client metrics of one request when dropped, so a call its
+/// caller abandons (e.g. under an outer timeout) still counts, as `cancelled`.
+struct Observed {
+    code: &'static str,
+    started: Instant,
+    outcome: &'static str,
+}
+
+impl Observed {
+    fn start(code: i32) -> Self {
+        Observed {
+            code: RequestCode::name_of(code).unwrap_or(OTHER_LABEL),
+            started: Instant::now(),
+            outcome: "cancelled",
+        }
+    }
+}
+
+impl Drop for Observed {
+    fn drop(&mut self) {
+        ferry_telemetry::metrics::remoting_client().observe(
+            self.code,
+            self.outcome,
+            self.started.elapsed(),
+        );
+    }
+}
+
+/// The `outcome` label of a request that got no answer.
+fn failure_label(e: &RemotingError) -> &'static str {
+    match e {
+        RemotingError::Timeout { .. } => "timeout",
+        RemotingError::ConnectionRefused { .. } => "refused",
+        RemotingError::Unreachable { .. } => "unreachable",
+        RemotingError::Closed { .. } => "closed",
+        _ => "error",
     }
 }
 

@@ -19,6 +19,8 @@
 //! - [`namesrv`]: [`NameServerClient`], Java-like sticky selection with failover over
 //!   a `host:port;host:port` list, typed NameServer calls.
 //! - [`admin`]: [`BrokerAdmin`], typed broker admin calls.
+//! - [`auth_admin`]: [`AuthAdmin`], ACL admin calls (ACL 2.0 users/policies, ACL 1.0
+//!   accounts) whose secrets never show in `Debug` output or errors.
 //! - [`server`]: [`serve_connections`], bounded server-side framing for the router.
 //!
 //! Errors are one enum, [`RemotingError`]; peer-related variants name the address.
@@ -36,6 +38,7 @@
 
 pub mod acl;
 pub mod admin;
+pub mod auth_admin;
 pub mod body;
 pub mod client;
 pub mod codes;
@@ -51,11 +54,12 @@ pub mod server;
 
 pub use acl::{Credentials, calc_signature, sign_request, signature_content, verify_request};
 pub use admin::BrokerAdmin;
+pub use auth_admin::AuthAdmin;
 pub use body::{
-    ConsumeStats, ConsumerConnection, DataVersion, GetConsumerListByGroupResponseBody, KVTable,
-    MessageQueue, OffsetWrapper, ProducerConnection, SubscriptionGroupConfig,
-    SubscriptionGroupWrapper, TopicConfig, TopicConfigSerializeWrapper, TopicList, TopicOffset,
-    TopicStatsTable,
+    ConsumeStats, ConsumerConnection, DataVersion, DelayOffsetSerializeWrapper,
+    GetConsumerListByGroupResponseBody, KVTable, MessageQueue, OffsetWrapper, ProducerConnection,
+    SubscriptionGroupConfig, SubscriptionGroupWrapper, TopicConfig, TopicConfigSerializeWrapper,
+    TopicList, TopicOffset, TopicStatsTable,
 };
 pub use client::{ClientConfig, RemotingClient};
 pub use codes::{

@@ -13,6 +13,11 @@
 //! - `ferry_router_presence_clients`: (topic, client) pairs remembered.
 //! - `ferry_router_broker_name_collisions`: broker names present in both clusters (> 0
 //!   means routes are not merged).
+//!
+//! [`init`] (called by [`crate::Router::new`]) creates the series with bounded label sets
+//! (`fail_static` per cause, cache hits and misses per cluster) at 0, so a scrape shows them
+//! before the first event (prometheus-client leaves families without series out). The list
+//! with every label value is in `docs/metrics.md`.
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -99,6 +104,30 @@ static METRICS: LazyLock<RouterMetrics> = LazyLock::new(|| RouterMetrics {
 /// The families, registered on first use.
 pub fn get() -> &'static RouterMetrics {
     &METRICS
+}
+
+/// The causes of `ferry_router_fail_static`.
+pub const FAIL_STATIC_CAUSES: [&str; 3] = ["store", "source", "target"];
+
+/// The `cluster` label values of the cache families.
+pub const CLUSTERS: [&str; 2] = ["source", "target"];
+
+/// Creates every series with a bounded label set, at 0 unless it is already set: dashboards
+/// see "not fail-static" and "no lookups yet" rather than no data.
+pub fn init() {
+    let m = get();
+    for cause in FAIL_STATIC_CAUSES {
+        let _ = m.fail_static.get_or_create(&CauseLabel {
+            cause: cause.to_string(),
+        });
+    }
+    for cluster in CLUSTERS {
+        let label = ClusterLabel {
+            cluster: cluster.to_string(),
+        };
+        let _ = m.cache_hits.get_or_create(&label);
+        let _ = m.cache_misses.get_or_create(&label);
+    }
 }
 
 /// The `code` label: the number for codes Ferry knows, `other` for the rest.

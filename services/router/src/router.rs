@@ -170,6 +170,7 @@ fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 
 impl Router {
     pub fn new(cfg: RouterConfig) -> Arc<Self> {
+        metrics::init();
         let presence = Presence::new(cfg.presence_capacity);
         let not_ready = format!("waiting for the store to load task {}", cfg.task_id);
         Arc::new(Router {

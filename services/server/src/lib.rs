@@ -16,7 +16,15 @@
 //!   (they would otherwise hold their connection open for the whole drain),
 //!   the listener closes, in-flight calls get up to the drain timeout (default
 //!   [`DEFAULT_DRAIN_TIMEOUT`]) to finish, and whatever is still open after
-//!   that is closed.
+//!   that is closed;
+//! - optional TLS / mTLS and a bearer token for mutating calls, read from the
+//!   `FERRY_TLS_*` and `FERRY_AUTH_TOKEN*` environment variables when the server
+//!   is bound (see [`security`] for the variables, [`auth`] for which calls need
+//!   the token). Unset, the server is plaintext and open, as before;
+//! - idempotency keys: a mutating call carrying `idempotency-key` is run once and its
+//!   answer replayed to retries, with records in the store given to
+//!   [`GrpcServer::idempotency`] (see [`idempotency`]). Without one, such calls are refused
+//!   with FAILED_PRECONDITION rather than run unprotected.
 //!
 //! The listener is bound by [`GrpcServer::bind`] before anything is served, so
 //! the real address (port 0 supported) is known up front.
@@ -55,15 +63,19 @@
 //! # Ok(()) }
 //! ```
 
+pub mod auth;
+pub mod idempotency;
 pub mod layer;
 pub mod pending;
 mod run;
+pub mod security;
 
 mod drain;
 mod health;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -74,8 +86,11 @@ use tonic::service::{Routes, RoutesBuilder};
 use tonic_health::ServingStatus;
 use tonic_health::pb::health_server::Health as _;
 
+pub use auth::AuthLayer;
+pub use idempotency::{IdempotencyLayer, IdempotencyStore, MemoryIdempotencyStore};
 pub use layer::GrpcTelemetryLayer;
 pub use run::{run_until, set_serving};
+pub use security::{SecurityConfig, SecurityError};
 pub use tonic_health::server::HealthReporter;
 
 /// Default bound on graceful drain.
@@ -103,6 +118,12 @@ pub enum ServerError {
     /// A descriptor set passed to [`GrpcServer::add_file_descriptor_set`] is invalid.
     #[error("invalid file descriptor set for reflection: {0}; rebuild the API crate")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// The address of an already bound listener cannot be read.
+    #[error("cannot read the listener's address: {0}")]
+    LocalAddr(std::io::Error),
+    /// The TLS or token settings cannot be used (see [`security`]).
+    #[error("security settings: {0}")]
+    Security(#[from] SecurityError),
     /// The HTTP/2 server failed.
     #[error("gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -119,21 +140,36 @@ pub struct GrpcServer {
     services: Vec<&'static str>,
     descriptor_sets: Vec<&'static [u8]>,
     drain_timeout: Duration,
+    security: SecurityConfig,
+    idempotency: IdempotencyLayer,
 }
 
 impl GrpcServer {
-    /// Binds `addr` (port 0 picks a free port); nothing is served until
+    /// Binds `addr` (port 0 picks a free port) and reads the security settings from
+    /// the environment ([`SecurityConfig::from_env`]); nothing is served until
     /// [`serve`](Self::serve).
     pub async fn bind(addr: SocketAddr) -> Result<Self, ServerError> {
+        // Settings first: a server that cannot be secured as asked never listens.
+        let security = SecurityConfig::from_env()?;
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| ServerError::Bind { addr, source })?;
-        Self::from_listener(listener).map_err(|source| ServerError::Bind { addr, source })
+        let mut server = Self::with_listener(listener)?;
+        server.security = security;
+        Ok(server)
     }
 
-    /// Uses an already bound listener.
-    pub fn from_listener(listener: TcpListener) -> std::io::Result<Self> {
-        let local_addr = listener.local_addr()?;
+    /// Uses an already bound listener; security settings from the environment, as
+    /// [`bind`](Self::bind).
+    pub fn from_listener(listener: TcpListener) -> Result<Self, ServerError> {
+        let security = SecurityConfig::from_env()?;
+        let mut server = Self::with_listener(listener)?;
+        server.security = security;
+        Ok(server)
+    }
+
+    fn with_listener(listener: TcpListener) -> Result<Self, ServerError> {
+        let local_addr = listener.local_addr().map_err(ServerError::LocalAddr)?;
         let health = HealthReporter::new();
         let draining = CancellationToken::new();
         let mut routes = RoutesBuilder::default();
@@ -147,6 +183,8 @@ impl GrpcServer {
             services: Vec::new(),
             descriptor_sets: Vec::new(),
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            security: SecurityConfig::none(),
+            idempotency: IdempotencyLayer::disabled(),
         })
     }
 
@@ -181,6 +219,32 @@ impl GrpcServer {
     /// for reflection. Files already registered are skipped.
     pub fn add_file_descriptor_set(&mut self, set: &'static [u8]) -> &mut Self {
         self.descriptor_sets.push(set);
+        self
+    }
+
+    /// Replaces the security settings read from the environment (tests, embedders).
+    pub fn security(&mut self, config: SecurityConfig) -> &mut Self {
+        self.security = config;
+        self
+    }
+
+    /// The security settings this server will serve with.
+    pub fn security_config(&self) -> &SecurityConfig {
+        &self.security
+    }
+
+    /// Keeps records of mutating calls sent with an `idempotency-key` in `store`, so a
+    /// retry gets the first answer instead of a second effect (see [`idempotency`]).
+    /// Without it such calls are refused with FAILED_PRECONDITION.
+    pub fn idempotency(&mut self, store: Arc<dyn IdempotencyStore>) -> &mut Self {
+        let ttl = self.idempotency.ttl();
+        self.idempotency = IdempotencyLayer::new(store).with_ttl(ttl);
+        self
+    }
+
+    /// How long idempotency records are kept (default [`idempotency::DEFAULT_TTL`]).
+    pub fn idempotency_ttl(&mut self, ttl: Duration) -> &mut Self {
+        self.idempotency = self.idempotency.clone().with_ttl(ttl);
         self
     }
 
@@ -254,6 +318,8 @@ impl GrpcServer {
             draining,
             services,
             drain_timeout,
+            security,
+            idempotency,
             ..
         } = self;
         routes.add_service(v1).add_service(v1alpha);
@@ -274,9 +340,19 @@ impl GrpcServer {
             let _ = draining_tx.send(());
         };
 
-        tracing::info!(addr = %local_addr, services = ?advertised, "gRPC server serving");
-        let server = tonic::transport::Server::builder()
+        let (tls, auth) = security.describe();
+        tracing::info!(addr = %local_addr, services = ?advertised, tls, auth = %auth, idempotency_records = idempotency.enabled(), "gRPC server serving");
+        warn_if_exposed(local_addr, &security);
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = security.server_tls() {
+            builder = builder.tls_config(tls)?;
+        }
+        // Telemetry outside auth: refused calls are counted and traced like any other.
+        // Idempotency inside auth: unauthenticated calls never touch the records.
+        let server = builder
             .layer(GrpcTelemetryLayer::with_known_services(advertised))
+            .layer(AuthLayer::new(&security))
+            .layer(idempotency)
             .add_routes(routes)
             .serve_with_incoming_shutdown(drain::incoming(listener, kill.clone()), signal);
         let mut server = std::pin::pin!(server);
@@ -302,6 +378,28 @@ impl GrpcServer {
         }
         tracing::info!(addr = %local_addr, "gRPC server stopped");
         Ok(())
+    }
+}
+
+/// Says so when a server reachable from other hosts has no authentication or sends the
+/// token in the clear.
+fn warn_if_exposed(addr: SocketAddr, security: &SecurityConfig) {
+    if addr.ip().is_loopback() {
+        return;
+    }
+    if !security.token_required() && !security.mtls_enabled() {
+        tracing::warn!(
+            %addr,
+            "mutating gRPC calls need no credentials on this address; set {} (and TLS) to require a bearer token",
+            security::ENV_AUTH_TOKEN_FILE
+        );
+    } else if security.token_required() && !security.tls_enabled() {
+        tracing::warn!(
+            %addr,
+            "the bearer token travels in plaintext on this address; set {} and {} to serve TLS",
+            security::ENV_TLS_CERT_FILE,
+            security::ENV_TLS_KEY_FILE
+        );
     }
 }
 

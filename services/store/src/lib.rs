@@ -1,6 +1,7 @@
 //! Ferry's state: migration tasks, per-topic stages, target locks, live members and the
 //! audit log, behind one [`MigrationStore`] trait; and the scanner's inventory snapshots,
-//! behind [`SnapshotStore`] (see [`snapshots`]), implemented by the same store.
+//! behind [`SnapshotStore`] (see [`snapshots`]), implemented by the same store; and the
+//! records that make mutating calls idempotent, behind [`RequestStore`] (see [`requests`]).
 //!
 //! The shape follows GreptimeDB's meta store: a small key-value trait with etcd semantics
 //! ([`kv::KvBackend`]) with two backends, and the domain store written once on top of it
@@ -31,6 +32,7 @@ pub mod kv;
 pub mod migration;
 pub mod model;
 pub mod readiness;
+pub mod requests;
 pub mod slot;
 pub mod snapshots;
 
@@ -54,5 +56,9 @@ pub use model::{
     TaskState, TaskStep, TopicState, Versioned, now_ms,
 };
 pub use readiness::{FerryStore, ReadinessRecord, ReadinessStore, SourceWatch};
+pub use requests::{
+    Expiry, KvRequestStore, RecordedResponse, RequestRecord, RequestSlot, RequestSlotWriter,
+    RequestStore,
+};
 pub use slot::{Slot, SlotWriter, Unavailable, keep_etcd_connected};
 pub use snapshots::{MAX_CHUNK_BYTES, NewSnapshot, SnapshotHeader, SnapshotStore, new_scan_id};

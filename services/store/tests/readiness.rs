@@ -111,7 +111,7 @@ async fn put_get_list<B: KvBackend>(store: &KvMigrationStore<B>) {
     assert_eq!(json["next"]["ready"], false);
     assert_eq!(
         json["next"]["reasons"][0]["code"],
-        ReasonCode::TargetTopicMissing.as_str()
+        ReasonCode::TopicNotImported.as_str()
     );
     assert_eq!(json["previous"]["reasons"][0]["code"], "NO_SUCH_STAGE");
 }

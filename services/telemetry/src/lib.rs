@@ -43,6 +43,10 @@
 //! headers; see [`propagation`]. A tracer provider is installed even when no
 //! OTLP endpoint is set, so trace ids are still generated and forwarded: a hop
 //! that does not export does not break the trace for the hops that do.
+//! Command-line clients use [`init_client`] instead of [`init`]: no log output,
+//! one client span per command whose trace every call carries.
+//!
+//! Every metric of every Ferry process is listed in `docs/metrics.md`.
 //!
 //! [`EnvFilter`]: tracing_subscriber::EnvFilter
 
@@ -173,28 +177,7 @@ pub fn init(service_name: &str, args: &TelemetryArgs) -> anyhow::Result<Telemetr
         .with_context(|| format!("invalid --log / FERRY_LOG filter {:?}", args.log))?;
 
     let endpoint = args.effective_otlp_endpoint();
-    let mut provider = SdkTracerProvider::builder().with_resource(
-        Resource::builder()
-            .with_service_name(service_name.to_owned())
-            .build(),
-    );
-    if let Some(endpoint) = &endpoint {
-        tokio::runtime::Handle::try_current().map_err(|_| {
-            anyhow::anyhow!(
-                "OTLP export needs a Tokio runtime: call ferry_telemetry::init from async main"
-            )
-        })?;
-        let exporter = opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .with_endpoint(endpoint.clone())
-            .build()
-            .with_context(|| format!("cannot build OTLP exporter for {endpoint}"))?;
-        provider = provider.with_batch_exporter(exporter);
-    }
-    let provider = provider.build();
-
-    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-    opentelemetry::global::set_tracer_provider(provider.clone());
+    let provider = tracer_provider(service_name, endpoint.as_deref())?;
 
     let fmt_layer = match args.log_format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
@@ -247,6 +230,82 @@ pub fn init(service_name: &str, args: &TelemetryArgs) -> anyhow::Result<Telemetr
     Ok(TelemetryGuard {
         provider: Some(provider),
     })
+}
+
+/// The tracer provider every Ferry process uses (exporting over OTLP/gRPC to
+/// `endpoint` when one is given), installed globally with the W3C TraceContext
+/// propagator.
+fn tracer_provider(
+    service_name: &str,
+    endpoint: Option<&str>,
+) -> anyhow::Result<SdkTracerProvider> {
+    let mut provider = SdkTracerProvider::builder().with_resource(
+        Resource::builder()
+            .with_service_name(service_name.to_owned())
+            .build(),
+    );
+    if let Some(endpoint) = endpoint {
+        tokio::runtime::Handle::try_current().map_err(|_| {
+            anyhow::anyhow!(
+                "OTLP export needs a Tokio runtime: call ferry_telemetry::init from async main"
+            )
+        })?;
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint.to_owned())
+            .build()
+            .with_context(|| format!("cannot build OTLP exporter for {endpoint}"))?;
+        provider = provider.with_batch_exporter(exporter);
+    }
+    let provider = provider.build();
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    opentelemetry::global::set_tracer_provider(provider.clone());
+    Ok(provider)
+}
+
+/// Tracing for a command-line client such as `ferry health`: no log output at
+/// all, only trace context for the calls it makes. Installs the W3C propagator
+/// and a tracer provider (exporting over OTLP when `FERRY_OTLP_ENDPOINT` or
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` is set) behind a subscriber that only feeds
+/// it, and returns the guard with a client span named `command`: run the
+/// command inside that span and every call made through
+/// [`propagation::traced`] or [`propagation::inject_context`] carries its trace,
+/// so the server spans of one command form one trace. When the environment
+/// carries a trace (`TRACEPARENT`, `TRACESTATE`, as OpenTelemetry's environment
+/// carriers define them, e.g. set by a CI job), the span continues it.
+pub fn init_client(
+    service_name: &str,
+    command: &str,
+) -> anyhow::Result<(TelemetryGuard, tracing::Span)> {
+    let endpoint = TelemetryArgs {
+        otlp_endpoint: std::env::var("FERRY_OTLP_ENDPOINT").ok(),
+        ..TelemetryArgs::default()
+    }
+    .effective_otlp_endpoint();
+    let provider = tracer_provider(service_name, endpoint.as_deref())?;
+    let otel_layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("ferry"));
+    // Only this command's own spans: none from the gRPC stack underneath.
+    let filter = tracing_subscriber::filter::Targets::new()
+        .with_target(env!("CARGO_CRATE_NAME"), tracing::Level::TRACE)
+        .with_target("ferry_cli", tracing::Level::INFO);
+    if let Err(err) = tracing_subscriber::registry()
+        .with(otel_layer.with_filter(filter))
+        .try_init()
+    {
+        tracing::debug!(error = %err, "global subscriber already set; keeping it");
+    }
+    let span = tracing::info_span!(
+        "ferry.client",
+        otel.name = %command,
+        otel.kind = "client",
+    );
+    propagation::set_parent_from_env(&span);
+    Ok((
+        TelemetryGuard {
+            provider: Some(provider),
+        },
+        span,
+    ))
 }
 
 /// One telemetry install shared by all unit tests: dropping a guard shuts its

@@ -13,11 +13,22 @@
 //! assert!(metrics::encode().contains("ferry_example_scans_total 1"));
 //! ```
 //!
-//! gRPC families (recorded by `ferry-server`'s request layer through [`grpc`]):
+//! gRPC families (recorded by `ferry-server`'s request layer and run loop through [`grpc`]):
 //! - `ferry_grpc_requests_total{service,method,code}`: finished calls by final
 //!   gRPC status (`OK`, `NOT_FOUND`, ... as in the gRPC status-code spec);
 //! - `ferry_grpc_request_duration_seconds{service,method}`: time from request
-//!   headers to the end of the response stream.
+//!   headers to the end of the response stream;
+//! - `ferry_grpc_serving{service}`: 1 while `grpc.health.v1` says SERVING for the
+//!   service (`server` stands for `""`, the whole server), else 0.
+//!
+//! RocketMQ remoting client families (recorded by `ferry-remoting`'s client through
+//! [`remoting_client`]):
+//! - `ferry_remoting_client_requests_total{code,outcome}`: requests Ferry sent to
+//!   NameServers and brokers, by request code name and outcome;
+//! - `ferry_remoting_client_request_duration_seconds{code}`: time from sending to the
+//!   answer (or to the failure).
+//!
+//! The full list of Ferry's metrics, with their labels, is `docs/metrics.md`.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -28,6 +39,7 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Metric, Registry, Unit};
 use tokio::task::JoinHandle;
@@ -143,6 +155,17 @@ pub struct GrpcMethodLabels {
     pub method: String,
 }
 
+/// Labels of `ferry_grpc_serving`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GrpcServiceLabels {
+    /// Fully qualified service, or [`WHOLE_SERVER_LABEL`] for `""`.
+    pub service: String,
+}
+
+/// The `service` label of `ferry_grpc_serving` for the health status of the whole
+/// server (`""` in `grpc.health.v1`, what readiness probes ask).
+pub const WHOLE_SERVER_LABEL: &str = "server";
+
 /// The standard gRPC server families.
 #[derive(Debug)]
 pub struct GrpcMetrics {
@@ -150,6 +173,8 @@ pub struct GrpcMetrics {
     pub requests: Family<GrpcCodeLabels, Counter>,
     /// `ferry_grpc_request_duration_seconds{service,method}`.
     pub duration: Family<GrpcMethodLabels, Histogram, HistogramCtor>,
+    /// `ferry_grpc_serving{service}`.
+    pub serving: Family<GrpcServiceLabels, Gauge>,
 }
 
 impl GrpcMetrics {
@@ -169,6 +194,20 @@ impl GrpcMetrics {
             })
             .observe(elapsed.as_secs_f64());
     }
+
+    /// Records the `grpc.health.v1` status of `service` (`""` = the whole server).
+    pub fn set_serving(&self, service: &str, serving: bool) {
+        let service = if service.is_empty() {
+            WHOLE_SERVER_LABEL
+        } else {
+            service
+        };
+        self.serving
+            .get_or_create(&GrpcServiceLabels {
+                service: service.to_owned(),
+            })
+            .set(i64::from(serving));
+    }
 }
 
 static GRPC: LazyLock<GrpcMetrics> = LazyLock::new(|| GrpcMetrics {
@@ -177,11 +216,74 @@ static GRPC: LazyLock<GrpcMetrics> = LazyLock::new(|| GrpcMetrics {
         "ferry_grpc_request_duration",
         "gRPC call duration from request headers to end of response",
     ),
+    serving: register(
+        "ferry_grpc_serving",
+        "1 while grpc.health.v1 reports the service SERVING (service=\"server\" is the whole server), else 0",
+        Family::default(),
+    ),
 });
 
 /// The gRPC server families, registered in the global registry on first use.
 pub fn grpc() -> &'static GrpcMetrics {
     &GRPC
+}
+
+/// Labels of `ferry_remoting_client_requests_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RemotingOutcomeLabels {
+    /// Request code name as in RocketMQ's `RequestCode`, e.g. `GET_ROUTEINFO_BY_TOPIC`;
+    /// `OTHER` for codes Ferry does not know.
+    pub code: &'static str,
+    /// The response code name when the peer answered (`SUCCESS`, `TOPIC_NOT_EXIST`, ...,
+    /// `OTHER` for unknown codes), else what happened, in lower case: `timeout`,
+    /// `refused`, `unreachable`, `closed`, `cancelled`, `error`; `oneway` for a oneway
+    /// request that was sent.
+    pub outcome: &'static str,
+}
+
+/// Labels of `ferry_remoting_client_request_duration_seconds`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RemotingCodeLabels {
+    /// Request code name, as in [`RemotingOutcomeLabels::code`].
+    pub code: &'static str,
+}
+
+/// The RocketMQ remoting client families (requests Ferry sends to NameServers and brokers).
+#[derive(Debug)]
+pub struct RemotingClientMetrics {
+    /// `ferry_remoting_client_requests_total{code,outcome}`.
+    pub requests: Family<RemotingOutcomeLabels, Counter>,
+    /// `ferry_remoting_client_request_duration_seconds{code}`.
+    pub duration: Family<RemotingCodeLabels, Histogram, HistogramCtor>,
+}
+
+impl RemotingClientMetrics {
+    /// Records one finished request. Both labels must come from bounded sets (code and
+    /// response-code names, fixed outcome words): never peer addresses or remarks.
+    pub fn observe(&self, code: &'static str, outcome: &'static str, elapsed: Duration) {
+        self.requests
+            .get_or_create(&RemotingOutcomeLabels { code, outcome })
+            .inc();
+        self.duration
+            .get_or_create(&RemotingCodeLabels { code })
+            .observe(elapsed.as_secs_f64());
+    }
+}
+
+static REMOTING_CLIENT: LazyLock<RemotingClientMetrics> = LazyLock::new(|| RemotingClientMetrics {
+    requests: counter_family(
+        "ferry_remoting_client_requests",
+        "RocketMQ remoting requests sent to NameServers and brokers, by request code and outcome",
+    ),
+    duration: latency_family(
+        "ferry_remoting_client_request_duration",
+        "Time from sending a RocketMQ remoting request to its answer or failure",
+    ),
+});
+
+/// The remoting client families, registered in the global registry on first use.
+pub fn remoting_client() -> &'static RemotingClientMetrics {
+    &REMOTING_CLIENT
 }
 
 /// Canonical upper-case name of a gRPC status code (as in the gRPC spec).
@@ -288,6 +390,38 @@ mod tests {
         assert!(
             text.contains(
                 r#"ferry_grpc_request_duration_seconds_count{service="test.Svc",method="Do"} 1"#
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn serving_and_remoting_families_use_documented_names() {
+        grpc().set_serving("", true);
+        grpc().set_serving("test.Svc", false);
+        remoting_client().observe(
+            "GET_ROUTEINFO_BY_TOPIC",
+            "timeout",
+            Duration::from_millis(7),
+        );
+        let text = encode();
+        assert!(
+            text.contains(r#"ferry_grpc_serving{service="server"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"ferry_grpc_serving{service="test.Svc"} 0"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"ferry_remoting_client_requests_total{code="GET_ROUTEINFO_BY_TOPIC",outcome="timeout"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"ferry_remoting_client_request_duration_seconds_count{code="GET_ROUTEINFO_BY_TOPIC"} 1"#
             ),
             "{text}"
         );

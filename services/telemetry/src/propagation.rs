@@ -4,23 +4,26 @@
 //! TraceContext), so both ends agree without passing configuration around.
 //!
 //! Server side, `ferry-server` calls [`set_parent_from_headers`] on each
-//! request span. Client side, inject the current span's context into every
-//! outgoing call:
+//! request span. Client side, every call one Ferry process makes to another
+//! goes through [`traced`], which injects the current span's context:
 //!
 //! ```no_run
 //! # async fn f(channel: tonic::transport::Channel) {
-//! // Any generated client: Client::with_interceptor(channel, trace_context_interceptor)
-//! let svc = tonic::service::interceptor::InterceptedService::new(
-//!     channel,
-//!     ferry_telemetry::propagation::trace_context_interceptor,
-//! );
-//! # let _ = svc;
+//! // Any generated client takes it the same way: `FooServiceClient::new(traced(channel))`.
+//! let traced = ferry_telemetry::propagation::traced(channel);
+//! let mut client = tonic::client::Grpc::new(traced);
+//! # let _ = &mut client;
 //! # }
 //! ```
+//!
+//! A client with its own interceptor (e.g. one adding a bearer token) calls
+//! [`inject_context`] from it instead.
 
 use opentelemetry::Context;
 use opentelemetry::propagation::{Extractor, Injector};
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 /// Reads propagation fields from HTTP headers.
@@ -109,6 +112,23 @@ pub fn set_parent_from_headers(span: &tracing::Span, headers: &http::HeaderMap) 
     }
 }
 
+/// Environment variables carrying a trace into a process, as OpenTelemetry's
+/// environment-variable carriers name them (e.g. set by a CI job).
+pub const ENV_CARRIERS: [(&str, &str); 2] =
+    [("traceparent", "TRACEPARENT"), ("tracestate", "TRACESTATE")];
+
+/// Makes `span` a child of the trace in `TRACEPARENT` / `TRACESTATE`, if set.
+pub fn set_parent_from_env(span: &tracing::Span) {
+    let carrier: std::collections::HashMap<String, String> = ENV_CARRIERS
+        .iter()
+        .filter_map(|(key, var)| Some((key.to_string(), std::env::var(var).ok()?)))
+        .collect();
+    let cx = opentelemetry::global::get_text_map_propagator(|p| p.extract(&carrier));
+    if opentelemetry::trace::TraceContextExt::has_active_span(&cx) {
+        let _ = span.set_parent(cx);
+    }
+}
+
 /// Injects the current `tracing` span's context into outgoing gRPC metadata.
 pub fn inject_context(metadata: &mut MetadataMap) {
     let cx = tracing::Span::current().context();
@@ -142,6 +162,27 @@ pub fn trace_context_interceptor(
     inject_context(request.metadata_mut());
     Ok(request)
 }
+
+/// Interceptor adding the current span's W3C `traceparent`/`tracestate` to every
+/// call (nothing when the current span is not part of a trace). A named type, so
+/// channels using it can be named: see [`TracedChannel`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TraceContext;
+
+impl Interceptor for TraceContext {
+    fn call(&mut self, request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        trace_context_interceptor(request)
+    }
+}
+
+/// `inner` (typically a `tonic::transport::Channel`) with the caller's trace
+/// context injected into every call; give it to any generated client.
+pub fn traced<S>(inner: S) -> InterceptedService<S, TraceContext> {
+    InterceptedService::new(inner, TraceContext)
+}
+
+/// A channel whose calls carry the caller's trace context ([`traced`]).
+pub type TracedChannel = InterceptedService<tonic::transport::Channel, TraceContext>;
 
 #[cfg(test)]
 mod tests {
@@ -204,5 +245,19 @@ mod tests {
             req.metadata().get("traceparent").unwrap(),
             injected.as_str()
         );
+        let req = span
+            .in_scope(|| TraceContext.call(tonic::Request::new(())))
+            .unwrap();
+        assert_eq!(
+            req.metadata().get("traceparent").unwrap(),
+            injected.as_str()
+        );
+    }
+
+    #[test]
+    fn nothing_is_injected_outside_a_trace() {
+        crate::test_telemetry();
+        let req = TraceContext.call(tonic::Request::new(())).unwrap();
+        assert!(req.metadata().get("traceparent").is_none());
     }
 }

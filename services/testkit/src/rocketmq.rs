@@ -659,6 +659,9 @@ storePathRootDir = {store}
 autoCreateTopicEnable = {auto_topic}
 autoCreateSubscriptionGroup = {auto_group}
 registerNameServerPeriod = {period}
+# Without it the broker keeps ACL users in $HOME/config/auth, shared by every broker on the
+# machine across runs (PEER-NOTES.md §9).
+authConfigPath = {auth}
 
 [broker.brokerServerConfig]
 bindAddress = "127.0.0.1"
@@ -678,6 +681,7 @@ storePathRootDir = {store}
             listen = self.ports.broker,
             namesrv = self.namesrv_addr(),
             store = toml_str(&store),
+            auth = toml_str(&home.join("auth")),
             auto_topic = self.spec.auto_create_topic,
             auto_group = self.spec.auto_create_group,
             period = REGISTER_PERIOD_MS,

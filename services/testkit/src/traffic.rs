@@ -9,6 +9,12 @@
 //! received: [`Ledger::missing`] must be empty for "no loss"; [`Ledger::duplicates`] shows
 //! re-deliveries (at-least-once is RocketMQ's contract).
 //!
+//! Besides plain keyed sends, a producer sends *ordered* (queue chosen by a hash of a shard
+//! key, [`TrafficProducer::send_ordered`]) and *delayed* messages
+//! ([`TrafficProducer::send_delayed`]); a consumer can be *orderly*
+//! ([`TrafficConsumer::start_orderly`]) and can stop pulling for a while
+//! ([`TrafficConsumer::suspend`] / [`TrafficConsumer::resume`]) to build a backlog.
+//!
 //! Every producer/consumer owns its own client runtime (`RuntimeOwner` + `ClientRuntime`,
 //! with a no-op telemetry handle, so no global tracing subscriber is installed) and a
 //! unique client instance name, so clients of two clusters in one test never share a
@@ -38,11 +44,12 @@ use std::time::{Duration, Instant};
 
 use rocketmq_client_rust::{
     ClientConfig, ClientRuntime, ClientRuntimeConfig, ConsumeConcurrentlyContext,
-    ConsumeConcurrentlyStatus, DefaultMQProducer, DefaultMQPushConsumer, MQPushConsumer,
-    SendStatus,
+    ConsumeConcurrentlyStatus, ConsumeOrderlyContext, ConsumeOrderlyStatus, DefaultMQProducer,
+    DefaultMQPushConsumer, MQPushConsumer, SendResult, SendStatus,
 };
 use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 use rocketmq_model::common::message::message_ext::MessageExt;
+use rocketmq_model::common::message::message_queue::MessageQueue;
 use rocketmq_model::common::message::message_single::Message;
 use rocketmq_observability::TelemetryHandle;
 use rocketmq_runtime::{RuntimeConfig, RuntimeOwner};
@@ -66,6 +73,13 @@ fn client_error(what: impl Into<String>, reason: impl std::fmt::Display) -> Test
         what: what.into(),
         reason: reason.to_string(),
     }
+}
+
+/// FNV-1a of a shard key: stable across runs and processes, unlike `std`'s hasher.
+fn shard_hash(shard: &str) -> u64 {
+    shard.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// Client settings a test may change.
@@ -207,18 +221,84 @@ impl TrafficProducer {
     /// for the result. Only SEND_OK counts as acknowledged and is recorded; anything else
     /// (another status, no result, an error) is an `Err` and counted in [`Self::failures`].
     pub async fn send_keyed(&self, topic: &str, key: &str, body: &[u8]) -> Result<SentRecord> {
-        let what = || format!("producer {} sending key {key} to {topic}", self.group);
-        let message = Message::builder()
-            .topic(topic)
-            .key(key)
-            .body_slice(body)
-            .build()
-            .map_err(|e| client_error(what(), e))?;
-        let outcome = match self
+        let message = self.message(topic, key, body, None)?;
+        let result = self
             .producer
             .send_with_timeout(message, SEND_TIMEOUT_MS)
-            .await
-        {
+            .await;
+        self.record(topic, key, result)
+    }
+
+    /// Sends a keyed message *in order* for `shard`: the queue is chosen among the route's
+    /// writable queues by a stable hash of `shard` (as Java's `SelectMessageQueueByHash`
+    /// does with the shard's hash code), so every message of a shard goes to one queue as
+    /// long as the route does not change. Recorded like [`Self::send_keyed`].
+    pub async fn send_ordered(
+        &self,
+        topic: &str,
+        key: &str,
+        shard: &str,
+        body: &[u8],
+    ) -> Result<SentRecord> {
+        let message = self.message(topic, key, body, None)?;
+        let selector = |mqs: &[MessageQueue], _msg: &Message, shard: &String| {
+            if mqs.is_empty() {
+                return None;
+            }
+            Some(mqs[(shard_hash(shard) % mqs.len() as u64) as usize].clone())
+        };
+        let result = self
+            .producer
+            .send_with_selector_timeout(message, selector, shard.to_string(), SEND_TIMEOUT_MS)
+            .await;
+        self.record(topic, key, result)
+    }
+
+    /// Sends a keyed message delivered after the broker's delay level `level` (1 = 1 s,
+    /// 2 = 5 s, 3 = 10 s, 4 = 30 s with the default `messageDelayLevel`). The broker keeps it
+    /// in `SCHEDULE_TOPIC_XXXX` until then. Recorded like [`Self::send_keyed`] (acknowledged
+    /// = stored in the schedule queue).
+    pub async fn send_delayed(
+        &self,
+        topic: &str,
+        key: &str,
+        body: &[u8],
+        level: i32,
+    ) -> Result<SentRecord> {
+        let message = self.message(topic, key, body, Some(level))?;
+        let result = self
+            .producer
+            .send_with_timeout(message, SEND_TIMEOUT_MS)
+            .await;
+        self.record(topic, key, result)
+    }
+
+    fn message(
+        &self,
+        topic: &str,
+        key: &str,
+        body: &[u8],
+        delay_level: Option<i32>,
+    ) -> Result<Message> {
+        let mut builder = Message::builder().topic(topic).key(key).body_slice(body);
+        if let Some(level) = delay_level {
+            builder = builder.delay_level(level);
+        }
+        builder.build().map_err(|e| {
+            client_error(
+                format!("producer {} sending key {key} to {topic}", self.group),
+                e,
+            )
+        })
+    }
+
+    fn record(
+        &self,
+        topic: &str,
+        key: &str,
+        result: rocketmq_client_rust::ClientResult<Option<SendResult>>,
+    ) -> Result<SentRecord> {
+        let outcome = match result {
             Ok(Some(result)) if result.send_status == SendStatus::SendOk => {
                 match result.message_queue {
                     Some(mq) => Ok(SentRecord {
@@ -244,7 +324,10 @@ impl TrafficProducer {
             }
             Err(reason) => {
                 self.failed.fetch_add(1, Ordering::Relaxed);
-                Err(client_error(what(), reason))
+                Err(client_error(
+                    format!("producer {} sending key {key} to {topic}", self.group),
+                    reason,
+                ))
             }
         }
     }
@@ -273,6 +356,8 @@ pub struct Delivery {
     pub key: String,
     pub broker_name: String,
     pub queue_id: i32,
+    /// Offset of the message in its queue.
+    pub queue_offset: i64,
     pub reconsume_times: i32,
 }
 
@@ -280,6 +365,22 @@ pub struct Delivery {
 struct Received {
     deliveries: Vec<Delivery>,
     by_key: HashMap<String, usize>,
+}
+
+/// Records one listener call's messages.
+fn record_deliveries(sink: &Mutex<Received>, msgs: &[&MessageExt]) {
+    let mut r = sink.lock().unwrap_or_else(|e| e.into_inner());
+    for msg in msgs {
+        let key = msg.message.keys().unwrap_or_default().join(" ");
+        *r.by_key.entry(key.clone()).or_insert(0) += 1;
+        r.deliveries.push(Delivery {
+            key,
+            broker_name: msg.broker_name().to_string(),
+            queue_id: msg.queue_id(),
+            queue_offset: msg.queue_offset(),
+            reconsume_times: msg.reconsume_times,
+        });
+    }
 }
 
 /// A push consumer (clustering, concurrent listener, from the first offset) that records
@@ -307,6 +408,28 @@ impl TrafficConsumer {
         topic: &str,
         options: ClientOptions,
     ) -> Result<TrafficConsumer> {
+        Self::launch(namesrv_addr, group, topic, options, false).await
+    }
+
+    /// Like [`Self::start_with`] with an *orderly* listener: the client locks each queue on
+    /// its broker (`LOCK_BATCH_MQ`) and hands one queue's messages to the listener one batch
+    /// at a time, in queue order, so [`Self::deliveries`] keep each queue's order.
+    pub async fn start_orderly(
+        namesrv_addr: &str,
+        group: &str,
+        topic: &str,
+        options: ClientOptions,
+    ) -> Result<TrafficConsumer> {
+        Self::launch(namesrv_addr, group, topic, options, true).await
+    }
+
+    async fn launch(
+        namesrv_addr: &str,
+        group: &str,
+        topic: &str,
+        options: ClientOptions,
+        orderly: bool,
+    ) -> Result<TrafficConsumer> {
         let cc = options.client_config(namesrv_addr, "consumer")?;
         let runtime = Runtime::new("consumer")?;
         let mut consumer = DefaultMQPushConsumer::builder(runtime.client.clone())
@@ -319,22 +442,21 @@ impl TrafficConsumer {
         let sink = Arc::clone(&received);
         let started = async {
             consumer.subscribe(topic, "*").await?;
-            consumer.register_message_listener_concurrently(
-                move |msgs: &[&MessageExt], _ctx: &ConsumeConcurrentlyContext| {
-                    let mut r = sink.lock().unwrap_or_else(|e| e.into_inner());
-                    for msg in msgs {
-                        let key = msg.message.keys().unwrap_or_default().join(" ");
-                        *r.by_key.entry(key.clone()).or_insert(0) += 1;
-                        r.deliveries.push(Delivery {
-                            key,
-                            broker_name: msg.broker_name().to_string(),
-                            queue_id: msg.queue_id(),
-                            reconsume_times: msg.reconsume_times,
-                        });
-                    }
-                    Ok(ConsumeConcurrentlyStatus::ConsumeSuccess)
-                },
-            );
+            if orderly {
+                consumer.register_message_listener_orderly(
+                    move |msgs: &[&MessageExt], _ctx: &mut ConsumeOrderlyContext| {
+                        record_deliveries(&sink, msgs);
+                        Ok(ConsumeOrderlyStatus::Success)
+                    },
+                );
+            } else {
+                consumer.register_message_listener_concurrently(
+                    move |msgs: &[&MessageExt], _ctx: &ConsumeConcurrentlyContext| {
+                        record_deliveries(&sink, msgs);
+                        Ok(ConsumeConcurrentlyStatus::ConsumeSuccess)
+                    },
+                );
+            }
             consumer.start().await
         };
         if let Err(e) = started.await {
@@ -351,6 +473,17 @@ impl TrafficConsumer {
             topic: topic.to_string(),
             received,
         })
+    }
+
+    /// Stops pulling new messages (the client keeps heartbeating, so the group stays
+    /// online and its backlog grows); messages already pulled are still delivered.
+    pub async fn suspend(&self) {
+        self.consumer.suspend().await;
+    }
+
+    /// Pulls again after [`Self::suspend`].
+    pub async fn resume(&self) {
+        self.consumer.resume().await;
     }
 
     /// How many times each key was delivered so far.

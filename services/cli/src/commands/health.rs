@@ -88,8 +88,7 @@ pub async fn run(addr: &str, output: OutputFormat, args: HealthArgs) -> anyhow::
 }
 
 async fn check(addr: &str) -> anyhow::Result<HealthReport> {
-    let channel = Channel::from_shared(addr.to_string())
-        .with_context(|| format!("invalid address {addr:?}"))?
+    let channel = crate::connect::endpoint(addr)?
         .connect_timeout(Duration::from_secs(3))
         .timeout(Duration::from_secs(5))
         .connect()

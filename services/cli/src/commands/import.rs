@@ -12,8 +12,8 @@ use ferry_api::metadata_sync::v1 as pb;
 use ferry_api::metadata_sync::v1::create_import_task_request::Source;
 use ferry_api::metadata_sync::v1::import_task_service_client::ImportTaskServiceClient;
 use serde_json::{Value, json};
-use tonic::transport::Channel;
 
+use crate::connect::FerryChannel;
 use crate::output::{OutputFormat, all_pages, print_json, print_table};
 
 /// Exit code of `--wait` when the task ended but not every item succeeded.
@@ -23,7 +23,7 @@ const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 /// How often `--wait` polls.
 const POLL_EVERY: Duration = Duration::from_millis(500);
 
-type Client = ImportTaskServiceClient<Channel>;
+type Client = ImportTaskServiceClient<FerryChannel>;
 
 /// Flags of `ferry import`.
 #[derive(Debug, Args)]
@@ -184,12 +184,11 @@ struct ItemsArgs {
 }
 
 pub async fn run(addr: &str, output: OutputFormat, args: ImportArgs) -> anyhow::Result<ExitCode> {
-    let channel = Channel::from_shared(addr.to_string())
-        .with_context(|| format!("invalid address {addr:?}"))?
+    let channel = crate::connect::endpoint(addr)?
         .connect()
         .await
         .with_context(|| format!("cannot reach Ferry at {addr}"))?;
-    let mut client = ImportTaskServiceClient::new(channel)
+    let mut client = ImportTaskServiceClient::new(crate::connect::authorized(channel)?)
         .max_encoding_message_size(MAX_MESSAGE_BYTES)
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     match args.command {
@@ -515,13 +514,13 @@ fn status_name(v: i32) -> &'static str {
         .unwrap_or("UNKNOWN")
 }
 
-fn result_name(v: i32) -> &'static str {
+pub(crate) fn result_name(v: i32) -> &'static str {
     ItemResult::try_from(v)
         .map(|s| s.as_str_name().trim_start_matches("ITEM_RESULT_"))
         .unwrap_or("UNKNOWN")
 }
 
-fn kind_name(v: i32) -> &'static str {
+pub(crate) fn kind_name(v: i32) -> &'static str {
     ItemKind::try_from(v)
         .map(|s| s.as_str_name().trim_start_matches("ITEM_KIND_"))
         .unwrap_or("UNKNOWN")

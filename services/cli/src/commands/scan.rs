@@ -16,8 +16,8 @@ use ferry_scanner::convert::{cluster_to_pb, group_to_pb, topic_to_pb};
 use ferry_scanner::{Inventory, ScanEngine, SourceSpec};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
-use tonic::transport::Channel;
 
+use crate::connect::FerryChannel;
 use crate::output::{OutputFormat, print_json, print_table};
 
 /// Exit code of a scan or export that could not read every part of the cluster.
@@ -185,20 +185,22 @@ fn local_listing(inv: &Inventory, all: bool) -> Listing {
     }
 }
 
-pub async fn connect(addr: &str) -> anyhow::Result<ScannerServiceClient<Channel>> {
-    let channel = Channel::from_shared(addr.to_string())
-        .with_context(|| format!("invalid address {addr:?}"))?
+pub async fn connect(addr: &str) -> anyhow::Result<ScannerServiceClient<FerryChannel>> {
+    let channel = crate::connect::endpoint(addr)?
         .connect()
         .await
         .with_context(|| {
             format!("cannot reach Ferry at {addr} (start `ferry standalone`, or scan with --local)")
         })?;
     // Pages and exports are bounded; a large snapshot's export is streamed.
-    Ok(ScannerServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024))
+    Ok(
+        ScannerServiceClient::new(crate::connect::authorized(channel)?)
+            .max_decoding_message_size(64 * 1024 * 1024),
+    )
 }
 
 async fn server_listing(
-    client: &mut ScannerServiceClient<Channel>,
+    client: &mut ScannerServiceClient<FerryChannel>,
     snapshot: pb::Snapshot,
     all: bool,
 ) -> anyhow::Result<Listing> {

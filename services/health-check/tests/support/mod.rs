@@ -112,8 +112,43 @@ pub struct Router {
     server: tokio::task::JoinHandle<()>,
 }
 
+/// Registers `routers/<id>` for `task_id` at a gRPC address nothing listens on: a router
+/// whose lease is alive but which does not answer (hung, partitioned). Revoke the lease to
+/// deregister it.
+pub async fn register_dead_router(
+    store: &dyn MigrationStore,
+    id: &str,
+    task_id: &str,
+) -> MemberLease {
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    store
+        .register_member(
+            "routers",
+            id,
+            serde_json::json!({
+                "task_id": task_id,
+                "namesrv_addr": "127.0.0.1:9876",
+                "grpc_addr": closed.to_string(),
+                "version": "dead",
+                "started_at": 0,
+            }),
+            10,
+        )
+        .await
+        .unwrap()
+}
+
 impl Router {
     pub async fn start(store: &dyn MigrationStore, id: &str) -> Router {
+        Self::start_for(store, id, None).await
+    }
+
+    /// A stand-in router registered with `task_id` (as real routers register), or without
+    /// one (`None`, counted for every task).
+    pub async fn start_for(store: &dyn MigrationStore, id: &str, task_id: Option<&str>) -> Router {
         let seen: Seen = Arc::default();
         let mut server = GrpcServer::bind("127.0.0.1:0".parse().unwrap())
             .await
@@ -126,18 +161,17 @@ impl Router {
         let server = tokio::spawn(async move {
             let _ = server.serve(std::future::pending::<()>()).await;
         });
+        let mut value = serde_json::json!({
+            "namesrv_addr": "127.0.0.1:9876",
+            "grpc_addr": addr.to_string(),
+            "version": "stand-in",
+            "started_at": "2026-01-01T00:00:00Z",
+        });
+        if let Some(task_id) = task_id {
+            value["task_id"] = task_id.into();
+        }
         let lease = store
-            .register_member(
-                "routers",
-                id,
-                serde_json::json!({
-                    "namesrv_addr": "127.0.0.1:9876",
-                    "grpc_addr": addr.to_string(),
-                    "version": "stand-in",
-                    "started_at": "2026-01-01T00:00:00Z",
-                }),
-                10,
-            )
+            .register_member("routers", id, value, 10)
             .await
             .unwrap();
         Router {
