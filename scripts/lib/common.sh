@@ -48,3 +48,22 @@ ensure_base_tools() {
   apt_install protoc protobuf-compiler
   ensure_buf
 }
+
+# The RocketMQ broker refuses writes once the disk holding its store is ~90% used, counting
+# blocks reserved for root as used (services/testkit/PEER-NOTES.md §7): sends then fail with
+# "broker.operation.failed". Cargo's incremental caches are the usual culprit; drop them when
+# room runs short, and stop with a clear message when that is not enough.
+ensure_disk_room() {
+  local dir="${TMPDIR:-/tmp}" pct
+  used_pct() { df --output=size,avail -B1 "$1" | awk 'NR==2 { printf "%d", ($1-$2)*100/$1 }'; }
+  pct=$(used_pct "$dir")
+  if (( pct >= 80 )) && [[ -d "$CARGO_TARGET_DIR/debug/incremental" ]]; then
+    log "disk holding $dir is ${pct}% used; removing cargo's incremental caches ($CARGO_TARGET_DIR/debug/incremental)"
+    rm -rf "$CARGO_TARGET_DIR/debug/incremental"
+    pct=$(used_pct "$dir")
+  fi
+  if (( pct >= 88 )); then
+    die "the disk holding $dir is ${pct}% used (reserved blocks count as used): the RocketMQ broker refuses writes at 90%, so the tests and the demo would fail; free some space (e.g. an old $CARGO_TARGET_DIR)"
+  fi
+}
+
