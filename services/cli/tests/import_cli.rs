@@ -81,6 +81,68 @@ async fn import_create_wait_items_list_quota_and_bad_files() {
     ));
     assert_eq!(quota["topic_quota"], 100);
     assert_eq!(quota["group_quota"], 0);
+    // A dry-run quota is shown as it would be stored and leaves the stored one alone.
+    let out = ferry(
+        &addr,
+        &["import", "quota", "ClusterB", "--topics", "7", "--dry-run"],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains('7') && text.contains("dry run: nothing stored"),
+        "{text}"
+    );
+    let quota = json(&ferry(
+        &addr,
+        &["--output", "json", "import", "quota", "ClusterB"],
+    ));
+    assert_eq!(quota["topic_quota"], 100);
+
+    // "Check my upload": the plan comes back, nothing is stored or created.
+    let create_args = |extra: &[&'static str]| {
+        let mut args = vec![
+            "import",
+            "create",
+            "--file",
+            file_arg,
+            "--target-cluster",
+            "ClusterB",
+            "--target-namesrv",
+            namesrv.as_str(),
+        ];
+        args.extend_from_slice(extra);
+        args
+    };
+    let dry = json(&ferry(
+        &addr,
+        &[&["--output", "json"][..], &create_args(&["--dry-run"])].concat(),
+    ));
+    assert_eq!(dry["dry_run"], true, "{dry}");
+    assert_eq!(dry["task_id"], "");
+    assert_eq!(dry["status"], "PENDING");
+    assert_eq!(
+        (dry["topic_count"].as_i64(), dry["group_count"].as_i64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(dry["progress"]["pending"], 3);
+    assert_eq!(dry["items"].as_array().unwrap().len(), 3);
+    let table = ferry(&addr, &create_args(&["--dry-run"]));
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(table.status.success(), "{text}");
+    assert!(text.contains("dry run: nothing stored"), "{text}");
+    assert!(text.contains("3 of 3 items would be sent"), "{text}");
+    let list = json(&ferry(&addr, &["--output", "json", "import", "list"]));
+    assert_eq!(list, serde_json::json!([]), "a dry run stores no task");
+    assert!(
+        b.route("Orders").await.unwrap().is_none(),
+        "nor creates anything"
+    );
+    let conflict = ferry(&addr, &create_args(&["--dry-run", "--wait"]));
+    assert_eq!(
+        conflict.status.code(),
+        Some(2),
+        "clap refuses --dry-run with --wait"
+    );
 
     let out = ferry(
         &addr,
@@ -153,6 +215,10 @@ async fn import_create_wait_items_list_quota_and_bad_files() {
         err.contains("rocketmq-metadata-export.json") && err.contains("topicConfigTable.T.perm"),
         "{err}"
     );
+    // A dry run refuses it the same way.
+    let dry = ferry(&addr, &create_args(&["--dry-run"]));
+    assert_eq!(dry.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&dry.stderr), err);
 
     // A target that cannot be reached: the task fails, --wait exits 2.
     std::fs::write(

@@ -85,6 +85,7 @@ async fn create_task(ch: &Channel) -> String {
     let mut client = MigrationTaskServiceClient::new(ch.clone());
     let task = client
         .create_migration_task(pb::CreateMigrationTaskRequest {
+            dry_run: false,
             name: "scrape".into(),
             source: Some(ClusterEndpoint {
                 namesrv_addrs: nothing_listens(),
@@ -106,6 +107,7 @@ async fn create_task(ch: &Channel) -> String {
         .unwrap();
     client
         .add_topics(pb::AddTopicsRequest {
+            dry_run: false,
             task_id: task.task_id.clone(),
             topics: vec!["Orders".into()],
             actor: "metrics test".into(),

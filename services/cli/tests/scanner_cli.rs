@@ -323,6 +323,40 @@ async fn scan_through_standalone_stores_a_snapshot_to_export_later() {
         .unwrap();
     let addr = format!("http://{}", addr.trim());
 
+    // --dry-run: scanned on the server, the summary shown, no snapshot stored.
+    let (code, stdout, stderr) = run(ferry().args([
+        "--addr",
+        &addr,
+        "scan",
+        "--namesrv",
+        &cluster.namesrv_addr(),
+        "--dry-run",
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.starts_with("Scan of "), "{stdout}");
+    assert!(stdout.contains("4 user topics"), "{stdout}");
+    assert!(
+        stdout.trim_end().ends_with("dry run: nothing stored"),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = run(ferry().args([
+        "--addr",
+        &addr,
+        "--output",
+        "json",
+        "scan",
+        "--namesrv",
+        &cluster.namesrv_addr(),
+        "--dry-run",
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    let dry: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        (dry["dry_run"].as_bool(), dry["snapshot_id"].as_str()),
+        (Some(true), Some(""))
+    );
+    assert_eq!(dry["counts"]["user_topics"], 4);
+
     let (code, stdout, stderr) = run(ferry().args([
         "--addr",
         &addr,

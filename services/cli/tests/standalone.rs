@@ -177,6 +177,7 @@ async fn embedded_state_survives_a_restart() {
     let mut client = MigrationTaskServiceClient::new(channel(&addr).await);
     let task = client
         .create_migration_task(pb::CreateMigrationTaskRequest {
+            dry_run: false,
             name: "survivor".into(),
             source: Some(ClusterEndpoint {
                 namesrv_addrs: "127.0.0.1:19876".into(),
@@ -198,6 +199,7 @@ async fn embedded_state_survives_a_restart() {
         .unwrap();
     client
         .add_topics(pb::AddTopicsRequest {
+            dry_run: false,
             task_id: task.task_id.clone(),
             topics: vec!["Orders".into()],
             actor: "test".into(),
@@ -208,6 +210,7 @@ async fn embedded_state_survives_a_restart() {
     // state enough to prove it survives.
     client
         .pause_task(pb::PauseTaskRequest {
+            dry_run: false,
             task_id: task.task_id.clone(),
             actor: "restart test".into(),
         })
@@ -276,6 +279,7 @@ async fn etcd_state_survives_a_restart() {
     let mut client = MigrationTaskServiceClient::new(ch);
     let task = client
         .create_migration_task(pb::CreateMigrationTaskRequest {
+            dry_run: false,
             name: "in-etcd".into(),
             source: Some(ClusterEndpoint {
                 namesrv_addrs: "127.0.0.1:19876".into(),
@@ -297,6 +301,7 @@ async fn etcd_state_survives_a_restart() {
         .unwrap();
     client
         .add_topics(pb::AddTopicsRequest {
+            dry_run: false,
             task_id: task.task_id.clone(),
             topics: vec!["Orders".into()],
             actor: "test".into(),

@@ -100,7 +100,41 @@ fn to_gray_migration(addr: &str, clusters: &TwoClusters, topic: &str) -> String 
     // Dry runs change nothing.
     let dry = ferry(addr, &["migration", "connect", &task_id, "--dry-run"]);
     assert!(dry.status.success());
-    assert!(String::from_utf8_lossy(&dry.stdout).contains("nothing changed"));
+    assert!(String::from_utf8_lossy(&dry.stdout).contains("not kept on the task"));
+    let refused = ferry(addr, &["migration", "step", "advance", &task_id]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("run ConnectSource first"),
+        "the dry-run probe was kept: {}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    // A second task on the same target is refused by a dry run too, naming the holder.
+    let again = ferry(
+        addr,
+        &[
+            "migration",
+            "create",
+            "--name",
+            "again",
+            "--source-cluster",
+            "ClusterA",
+            "--source-namesrv",
+            &a,
+            "--target-cluster",
+            "ClusterB",
+            "--target-namesrv",
+            &b,
+            "--target-type",
+            "5.x",
+            "--dry-run",
+        ],
+    );
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains(&task_id),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
     let out = ferry(addr, &["migration", "connect", &task_id]);
     assert!(
         out.status.success(),

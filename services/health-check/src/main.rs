@@ -14,7 +14,7 @@ use ferry_api::service_names::HEALTH_CHECK;
 use ferry_core::readiness::{ReadinessPolicy, parse_duration};
 use ferry_health_check::{EngineConfig, HealthCheck, StoreSlot};
 use ferry_server::{GrpcServer, run_until, set_serving, shutdown_signal};
-use ferry_store::{EtcdOptions, keep_etcd_connected};
+use ferry_store::{EtcdOptions, KvRequestStore, RequestSlot, keep_etcd_connected};
 use ferry_telemetry::TelemetryArgs;
 
 /// Ferry health-check service.
@@ -68,6 +68,10 @@ async fn main() -> anyhow::Result<()> {
     let mut server = GrpcServer::bind(args.listen).await?;
     let health = server.health_reporter();
     set_serving(&health, &SERVICES, false).await;
+    // Idempotency keys: records in the same etcd, UNAVAILABLE to keyed calls until it answers.
+    let (requests, requests_writer) =
+        RequestSlot::connecting(format!("etcd at {}", args.etcd_endpoints.join(",")));
+    server.idempotency(std::sync::Arc::new(requests));
     let (slot, writer) =
         StoreSlot::connecting(format!("etcd at {}", args.etcd_endpoints.join(",")));
     let service = HealthCheck::new(slot, config);
@@ -80,8 +84,14 @@ async fn main() -> anyhow::Result<()> {
         args.etcd_endpoints,
         options,
         move |store| match store {
-            Ok(store) => writer.set(store),
-            Err(err) => writer.failed(err.0),
+            Ok(store) => {
+                requests_writer.set(std::sync::Arc::new(KvRequestStore::etcd(&store)));
+                writer.set(store);
+            }
+            Err(err) => {
+                requests_writer.failed(err.0.clone());
+                writer.failed(err.0);
+            }
         },
         move |up| {
             let health = health.clone();

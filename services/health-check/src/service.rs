@@ -551,7 +551,11 @@ impl HealthCheckService for HealthCheck {
         let req = request.into_inner();
         require_task_id(&req.task_id)?;
         let report = self.engine.check(&req.task_id, &req.topics).await?;
-        self.engine.publish(&report).await?;
+        if req.dry_run {
+            tracing::debug!(task = %req.task_id, topics = report.topics.len(), "readiness checked (dry run): nothing published");
+        } else {
+            self.engine.publish(&report).await?;
+        }
         ok(pb::CheckTopicsResponse {
             topics: topic_readiness(&report),
         })

@@ -183,6 +183,7 @@ async fn binary_scans_publishes_and_reports_health() {
         .check_topics(hpb::CheckTopicsRequest {
             task_id: "mt-none".into(),
             topics: Vec::new(),
+            dry_run: false,
         })
         .await
         .unwrap_err();

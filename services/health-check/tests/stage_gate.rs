@@ -145,6 +145,7 @@ async fn metadata_sync_gate_follows_published_readiness() {
                 credentials: None,
             }),
             actor: "gate-test".into(),
+            dry_run: false,
         })
         .await
         .unwrap()
@@ -157,6 +158,7 @@ async fn metadata_sync_gate_follows_published_readiness() {
             task_id: task_id.clone(),
             topics: vec![TOPIC.into()],
             actor: "gate-test".into(),
+            dry_run: false,
         })
         .await
         .unwrap();
@@ -252,6 +254,7 @@ async fn metadata_sync_gate_follows_published_readiness() {
         .check_topics(hpb::CheckTopicsRequest {
             task_id: task_id.clone(),
             topics: vec![TOPIC.into()],
+            dry_run: false,
         })
         .await
         .unwrap();
@@ -284,9 +287,48 @@ async fn metadata_sync_gate_follows_published_readiness() {
         .check_topics(hpb::CheckTopicsRequest {
             task_id: task_id.clone(),
             topics: Vec::new(),
+            dry_run: false,
         })
         .await
         .unwrap();
+    // A dry run measures and answers, but publishes nothing: the stored readiness (and its
+    // checked_at) stays the one published just before.
+    let published = readiness(&mut health, &task_id).await;
+    let checked_at = |r: &hpb::TopicReadiness| {
+        let t = r
+            .next
+            .as_ref()
+            .and_then(|n| n.checked_at)
+            .expect("checked_at");
+        (t.seconds, t.nanos)
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let answered = health
+        .check_topics(hpb::CheckTopicsRequest {
+            task_id: task_id.clone(),
+            topics: Vec::new(),
+            dry_run: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .topics;
+    assert_eq!(answered.len(), 1);
+    assert_eq!(answered[0].topic, TOPIC);
+    assert_eq!(answered[0].stage, published.stage);
+    assert!(
+        checked_at(&answered[0]) > checked_at(&published),
+        "measured anew: {answered:?} vs {published:?}"
+    );
+    assert!(
+        answered[0].next.is_some() && answered[0].previous.is_some(),
+        "the answer carries the readiness both ways: {answered:?}"
+    );
+    assert_eq!(
+        readiness(&mut health, &task_id).await,
+        published,
+        "a dry run publishes no readiness"
+    );
     tokio::time::sleep(MAX_AGE + Duration::from_millis(500)).await;
     let refused = advance(&mut tasks, &task_id, false).await;
     assert!(!refused.changed);

@@ -224,13 +224,68 @@ impl ImportTasks {
 
     /// Creates a task and starts it. `prepared`, when given, is the input instead of the
     /// request's source (items a migration task creates by hand).
+    ///
+    /// With `req.dry_run` nothing is stored or started: the task comes back as it would be
+    /// created, with an empty id (see [`ImportTasks::plan_with`], which also returns its
+    /// items).
     pub async fn create_with(
         &self,
         req: api::CreateImportTaskRequest,
         prepared: Option<source::ImportInput>,
     ) -> Result<ImportTask> {
+        if req.dry_run {
+            return Ok(self.plan_with(req, prepared).await?.0);
+        }
         let received = std::time::Instant::now();
         let store = self.inner.slot.get().map_err(SyncError::from)?;
+        let now = now_ms();
+        let id = new_import_id(now);
+        let (task, items) = self.build(req, prepared, &id, now).await?;
+        let parsed_in = received.elapsed();
+        let stored = store.create_import(task, items).await?;
+        tracing::info!(
+            task = %id, target = %stored.value.target_cluster,
+            topics = stored.value.topic_count, groups = stored.value.group_count,
+            source = %stored.value.source,
+            plan_ms = parsed_in.as_millis() as u64,
+            total_ms = received.elapsed().as_millis() as u64,
+            "import task created"
+        );
+        if let Err(e) = self.start(store.as_ref(), &id).await {
+            // Stored with its active marker: the resume loop starts it.
+            tracing::warn!(task = %id, error = %e, "import task not started now; the resume loop will");
+        }
+        Ok(stored.value)
+    }
+
+    /// A dry run of [`ImportTasks::create_with`] (whatever `req.dry_run` says): the request
+    /// is checked, the source parsed and the plan run exactly as for a real create, and the
+    /// would-be task (empty id, PENDING, no timestamps) and its items come back. Nothing is
+    /// stored or claimed and the target is not contacted, so results the run decides
+    /// (already on the target, the target's quota, its errors) stay PENDING. The store is
+    /// read only for a snapshot source.
+    pub async fn plan_with(
+        &self,
+        req: api::CreateImportTaskRequest,
+        prepared: Option<source::ImportInput>,
+    ) -> Result<(ImportTask, Vec<ImportItem>)> {
+        let (task, items) = self.build(req, prepared, "", 0).await?;
+        tracing::info!(
+            target = %task.target_cluster, topics = task.topic_count, groups = task.group_count,
+            source = %task.source, "import task planned (dry run): nothing stored"
+        );
+        Ok((task, items))
+    }
+
+    /// The task and items a create stores under `id`: the request checked, the source
+    /// parsed, the plan run. Reads the store only for a snapshot source.
+    async fn build(
+        &self,
+        req: api::CreateImportTaskRequest,
+        prepared: Option<source::ImportInput>,
+        id: &str,
+        now: i64,
+    ) -> Result<(ImportTask, Vec<ImportItem>)> {
         let task_type = pb::task_type_from_pb(req.r#type)?;
         let namespace = match task_type {
             ImportTaskType::IntoNamespace => {
@@ -289,6 +344,7 @@ impl ImportTasks {
                     source::from_xlsx(&file, &bytes)?
                 }
                 Some(Source::SnapshotId(scan_id)) => {
+                    let store = self.inner.slot.get().map_err(SyncError::from)?;
                     let header = store.get_snapshot(&scan_id).await?;
                     let items = store.snapshot_items(&scan_id).await?;
                     let (input, left_out) = source::from_snapshot(&header, &items)?;
@@ -306,14 +362,11 @@ impl ImportTasks {
                 }
             },
         };
-        let parsed_in = received.elapsed();
-        let now = now_ms();
-        let id = new_import_id(now);
         let source_text = input.source.clone();
         let planned = plan::plan(
             input,
             &plan::PlanRequest {
-                task_id: &id,
+                task_id: id,
                 task_type,
                 namespace: namespace.as_deref(),
                 topics: &req.topics,
@@ -323,7 +376,7 @@ impl ImportTasks {
         )?;
         notices.extend(planned.notices);
         let task = ImportTask {
-            id: id.clone(),
+            id: id.to_string(),
             task_type,
             namespace,
             target_cluster: target.cluster_name,
@@ -345,20 +398,7 @@ impl ImportTasks {
             finished_at_ms: 0,
             extra: serde_json::Value::Null,
         };
-        let stored = store.create_import(task, planned.items).await?;
-        tracing::info!(
-            task = %id, target = %stored.value.target_cluster,
-            topics = stored.value.topic_count, groups = stored.value.group_count,
-            source = %stored.value.source,
-            parse_ms = parsed_in.as_millis() as u64,
-            total_ms = received.elapsed().as_millis() as u64,
-            "import task created"
-        );
-        if let Err(e) = self.start(store.as_ref(), &id).await {
-            // Stored with its active marker: the resume loop starts it.
-            tracing::warn!(task = %id, error = %e, "import task not started now; the resume loop will");
-        }
-        Ok(stored.value)
+        Ok((task, planned.items))
     }
 
     /// Waits (at most `within`) until task `id` has no work left, then returns it with its
@@ -422,17 +462,18 @@ impl ImportTasks {
             .map_err(|e| SyncError::FailedPrecondition(format!("snapshot {scan_id}: {e}")))
     }
 
-    async fn retry(&self, id: &str) -> Result<ImportTask> {
+    async fn retry(&self, id: &str, dry_run: bool) -> Result<ImportTask> {
         let store = self.inner.slot.get().map_err(SyncError::from)?;
         // NOT_FOUND before claiming anything.
         store.get_import(id).await?;
+        if dry_run {
+            return retry_dry_run(store.as_ref(), id).await;
+        }
         let Some(claim) = store
             .claim_import(id, self.inner.settings.claim_ttl_secs)
             .await?
         else {
-            return Err(SyncError::FailedPrecondition(format!(
-                "import task {id} is running; retry it once it has finished"
-            )));
+            return Err(still_running(id));
         };
         // Read under the claim: a runner that just finished has written its last state.
         let (current, mut items) = match async {
@@ -449,27 +490,13 @@ impl ImportTasks {
                 return Err(e.into());
             }
         };
-        let mut reopened: Vec<ImportItem> = Vec::new();
-        for item in &mut items {
-            if item.result.is_failure() && item.cause.is_some_and(ItemCause::is_retryable) {
-                item.result = ferry_core::ItemResult::Pending;
-                item.cause = None;
-                item.reason = None;
-                item.in_flight = false;
-                reopened.push(item.clone());
-            }
-        }
+        let reopened = reopen(&mut items);
         let mut task = current;
-        let has_work = items.iter().any(|i| !i.result.is_terminal());
-        if !has_work && task.status.is_terminal() {
+        if !reopened_task(&mut task, &items) {
             claim.release().await?;
             tracing::info!(task = %id, "retry: nothing to run again");
             return Ok(task);
         }
-        task.progress = items.iter().map(|i| i.result).collect();
-        task.status = TaskStatus::Pending;
-        task.error = None;
-        task.finished_at_ms = 0;
         store
             .write_import(
                 &claim,
@@ -484,6 +511,93 @@ impl ImportTasks {
         self.spawn_run(claim);
         Ok(task)
     }
+}
+
+/// Dry run of a retry: the task as the retry would leave it, with a notice counting what
+/// would run again per kind. Reads only; a running task is refused as a real retry is.
+async fn retry_dry_run(store: &dyn ImportBackend, id: &str) -> Result<ImportTask> {
+    if store.import_claimed(id).await? {
+        return Err(still_running(id));
+    }
+    let mut task = store.get_import(id).await?.value;
+    let mut items = store.import_items(id).await?;
+    let reopened = reopen(&mut items);
+    let notice = if reopened_task(&mut task, &items) {
+        let still_pending =
+            items.iter().filter(|i| !i.result.is_terminal()).count() - reopened.len();
+        let mut notice = format!("dry run: {} would run again", per_kind(&reopened));
+        if still_pending > 0 {
+            notice.push_str(&format!(
+                ", with {} not run yet",
+                count_of(still_pending, "item", "items")
+            ));
+        }
+        notice
+    } else {
+        "dry run: nothing would run again".to_string()
+    };
+    tracing::info!(task = %id, reopened = reopened.len(), "retry planned (dry run): nothing written");
+    task.notices.push(notice);
+    Ok(task)
+}
+
+fn still_running(id: &str) -> SyncError {
+    SyncError::FailedPrecondition(format!(
+        "import task {id} is running; retry it once it has finished"
+    ))
+}
+
+/// Reopens the items a retry runs again (failures with a retryable cause) and returns them.
+fn reopen(items: &mut [ImportItem]) -> Vec<ImportItem> {
+    let mut reopened = Vec::new();
+    for item in items {
+        if item.result.is_failure() && item.cause.is_some_and(ItemCause::is_retryable) {
+            item.result = ferry_core::ItemResult::Pending;
+            item.cause = None;
+            item.reason = None;
+            item.in_flight = false;
+            reopened.push(item.clone());
+        }
+    }
+    reopened
+}
+
+/// Sets `task` as a retry leaves it, given its items after [`reopen`]; false (task left as
+/// it is) when the retry has nothing to run.
+fn reopened_task(task: &mut ImportTask, items: &[ImportItem]) -> bool {
+    let has_work = items.iter().any(|i| !i.result.is_terminal());
+    if !has_work && task.status.is_terminal() {
+        return false;
+    }
+    task.progress = items.iter().map(|i| i.result).collect();
+    task.status = TaskStatus::Pending;
+    task.error = None;
+    task.finished_at_ms = 0;
+    true
+}
+
+/// "3 topics and 1 group", "no item".
+fn per_kind(items: &[ImportItem]) -> String {
+    let count = |kind| items.iter().filter(|i| i.kind == kind).count();
+    let parts: Vec<String> = [
+        (ferry_core::ItemKind::Topic, "topic", "topics"),
+        (ferry_core::ItemKind::Group, "group", "groups"),
+        (ferry_core::ItemKind::Role, "role", "roles"),
+    ]
+    .into_iter()
+    .map(|(kind, one, many)| (count(kind), one, many))
+    .filter(|(n, _, _)| *n > 0)
+    .map(|(n, one, many)| count_of(n, one, many))
+    .collect();
+    match parts.as_slice() {
+        [] => "no item".to_string(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
+fn count_of(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -542,9 +656,18 @@ impl ImportTaskService for ImportTasks {
         &self,
         request: Request<api::CreateImportTaskRequest>,
     ) -> Result<Response<api::CreateImportTaskResponse>, Status> {
-        let task = self.create(request.into_inner()).await?;
+        let req = request.into_inner();
+        if req.dry_run {
+            let (task, items) = self.plan_with(req, None).await?;
+            return Ok(Response::new(api::CreateImportTaskResponse {
+                task: Some(pb::task_to_pb(&task)),
+                items: items.iter().map(pb::item_to_pb).collect(),
+            }));
+        }
+        let task = self.create(req).await?;
         Ok(Response::new(api::CreateImportTaskResponse {
             task: Some(pb::task_to_pb(&task)),
+            items: Vec::new(),
         }))
     }
 
@@ -621,8 +744,9 @@ impl ImportTaskService for ImportTasks {
         &self,
         request: Request<api::RetryImportTaskRequest>,
     ) -> Result<Response<api::RetryImportTaskResponse>, Status> {
-        let id = task_id_of(&request.get_ref().task_id)?.to_string();
-        let task = self.retry(&id).await?;
+        let req = request.into_inner();
+        let id = task_id_of(&req.task_id)?;
+        let task = self.retry(id, req.dry_run).await?;
         Ok(Response::new(api::RetryImportTaskResponse {
             task: Some(pb::task_to_pb(&task)),
         }))
@@ -633,9 +757,14 @@ impl ImportTaskService for ImportTasks {
         &self,
         request: Request<api::SetTargetQuotaRequest>,
     ) -> Result<Response<api::SetTargetQuotaResponse>, Status> {
-        let store = self.inner.slot.get().map_err(SyncError::from)?;
-        let q = request
-            .into_inner()
+        let req = request.into_inner();
+        // A dry run stores nothing, so it does not need the store.
+        let store = if req.dry_run {
+            None
+        } else {
+            Some(self.inner.slot.get().map_err(SyncError::from)?)
+        };
+        let q = req
             .quota
             .ok_or_else(|| SyncError::InvalidArgument("quota is required".into()))?;
         check_cluster_name(&q.target_cluster)?;
@@ -646,15 +775,22 @@ impl ImportTaskService for ImportTasks {
             .into());
         }
         let positive = |n: i64| (n > 0).then_some(n as u64);
-        let stored = store
-            .set_target_quota(TargetQuota {
-                target_cluster: q.target_cluster.clone(),
-                topics: positive(q.topic_quota),
-                groups: positive(q.group_quota),
-                updated_at_ms: 0,
-            })
-            .await
-            .map_err(SyncError::from)?;
+        let quota = TargetQuota {
+            target_cluster: q.target_cluster.clone(),
+            topics: positive(q.topic_quota),
+            groups: positive(q.group_quota),
+            updated_at_ms: 0,
+        };
+        let stored = match store {
+            Some(store) => store
+                .set_target_quota(quota)
+                .await
+                .map_err(SyncError::from)?,
+            None => {
+                tracing::info!(target = %quota.target_cluster, topics = ?quota.topics, groups = ?quota.groups, "target quota checked (dry run): nothing stored");
+                quota
+            }
+        };
         Ok(Response::new(api::SetTargetQuotaResponse {
             quota: Some(pb::quota_to_pb(&q.target_cluster, Some(&stored))),
         }))
@@ -675,5 +811,66 @@ impl ImportTaskService for ImportTasks {
         Ok(Response::new(api::GetTargetQuotaResponse {
             quota: Some(pb::quota_to_pb(&cluster, quota.as_ref())),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(seq: u32, kind: ferry_core::ItemKind) -> ImportItem {
+        ImportItem {
+            task_id: String::new(),
+            seq,
+            kind,
+            name: format!("n{seq}"),
+            source_name: format!("n{seq}"),
+            namespace: "default".into(),
+            result: ferry_core::ItemResult::Pending,
+            cause: None,
+            reason: None,
+            notices: Vec::new(),
+            read_queue_nums: 0,
+            write_queue_nums: 0,
+            spec: serde_json::Value::Null,
+            in_flight: false,
+            attempts: 0,
+            updated_at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn dry_run_notices_count_per_kind() {
+        use ferry_core::ItemKind::{Group, Role, Topic};
+        assert_eq!(per_kind(&[]), "no item");
+        assert_eq!(per_kind(&[item(0, Group)]), "1 group");
+        assert_eq!(
+            per_kind(&[item(0, Topic), item(1, Topic), item(2, Group)]),
+            "2 topics and 1 group"
+        );
+        assert_eq!(
+            per_kind(&[item(0, Topic), item(1, Group), item(2, Role), item(3, Role)]),
+            "1 topic, 1 group and 2 roles"
+        );
+    }
+
+    #[test]
+    fn retry_reopens_only_retryable_failures() {
+        let mut items = vec![
+            item(0, ferry_core::ItemKind::Topic),
+            item(1, ferry_core::ItemKind::Topic),
+            item(2, ferry_core::ItemKind::Group),
+        ];
+        items[0].result = ferry_core::ItemResult::Failed;
+        items[0].cause = Some(ItemCause::TargetError);
+        items[0].reason = Some("broker down".into());
+        items[1].result = ferry_core::ItemResult::QuotaExceeded;
+        items[1].cause = Some(ItemCause::TaskLimit);
+        items[2].result = ferry_core::ItemResult::QuotaExceeded;
+        items[2].cause = Some(ItemCause::TargetQuota);
+        let reopened = reopen(&mut items);
+        assert_eq!(reopened.iter().map(|i| i.seq).collect::<Vec<_>>(), [0, 2]);
+        assert!(items[0].reason.is_none());
+        assert_eq!(items[1].result, ferry_core::ItemResult::QuotaExceeded);
     }
 }

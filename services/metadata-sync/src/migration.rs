@@ -135,6 +135,7 @@ impl MigrationTasks {
         store: &dyn FerryStore,
         task: Versioned<MigrationTask>,
         actor: String,
+        dry_run: bool,
     ) -> Result<pb::MigrationTask> {
         ensure_accepts_changes(&task.value)?;
         steps::ensure_gray_step(&task.value)?;
@@ -150,6 +151,9 @@ impl MigrationTasks {
                 task.value.id,
                 not_done.join(", ")
             )));
+        }
+        if dry_run {
+            return Self::task_response(store, &task).await;
         }
         let mut finished = task.value.clone();
         let mut extra = TaskExtra::of(&finished);
@@ -670,6 +674,28 @@ impl MigrationTaskService for MigrationTasks {
         };
         let mut task = task;
         extra.store(&mut task);
+        if req.dry_run {
+            // Everything the store would check, without taking the target.
+            if let Some(holder) = store
+                .target_holder(&task.target_cluster)
+                .await
+                .map_err(SyncError::from)?
+            {
+                return Err(SyncError::FailedPrecondition(format!(
+                    "target cluster {} is already in running task {holder}",
+                    task.target_cluster
+                ))
+                .into());
+            }
+            task.id = String::new();
+            let would = Versioned {
+                value: task,
+                revision: 0,
+            };
+            return ok(pb::CreateMigrationTaskResponse {
+                task: Some(Self::task_response(store.as_ref(), &would).await?),
+            });
+        }
         let created = store.create_task(task).await.map_err(SyncError::from)?;
         tracing::info!(task = %created.value.id, target = %created.value.target_cluster, "migration task created");
         ok(pb::CreateMigrationTaskResponse {
@@ -757,6 +783,14 @@ impl MigrationTaskService for MigrationTasks {
             .filter(|c| c.kind == CollisionKind::BrokerName)
             .map(|c| c.name.as_str())
             .collect();
+        if req.dry_run {
+            return ok(pb::ConnectSourceResponse {
+                outcome: probe.outcome,
+                message: probe.message,
+                probes: probe.probes,
+                task: Some(Self::task_response(store.as_ref(), &task).await?),
+            });
+        }
         // The result stays on the task: the step-1 gate reads it, and people see it later.
         let mut updated = task.value.clone();
         let mut extra = extra;
@@ -788,13 +822,15 @@ impl MigrationTaskService for MigrationTasks {
     ) -> std::result::Result<Response<pb::RefreshSourceInventoryResponse>, Status> {
         let req = request.into_inner();
         let store = self.store.get().map_err(SyncError::from)?;
-        let (task, _) = self.refresh_inventory(store.as_ref(), &req.task_id).await?;
+        let (task, inventory) = self
+            .refresh_inventory(store.as_ref(), &req.task_id, req.dry_run)
+            .await?;
         let in_task: std::collections::BTreeSet<String> =
             items::task_topic_names(store.as_ref(), &req.task_id)
                 .await?
                 .into_iter()
                 .collect();
-        let items = self.items(&task.value).await?;
+        let items = self.items_with(&task.value, Some(&inventory)).await?;
         let new_topics = items
             .iter()
             .filter(|i| i.kind == ferry_core::ItemKind::Topic && !in_task.contains(&i.name))
@@ -808,10 +844,14 @@ impl MigrationTaskService for MigrationTasks {
             .map(|i| i.name.clone())
             .collect();
         ok(pb::RefreshSourceInventoryResponse {
-            snapshot_id: TaskExtra::of(&task.value)
-                .inventory
-                .map(|i| i.snapshot_id)
-                .unwrap_or_default(),
+            snapshot_id: if req.dry_run {
+                String::new()
+            } else {
+                TaskExtra::of(&task.value)
+                    .inventory
+                    .map(|i| i.snapshot_id)
+                    .unwrap_or_default()
+            },
             new_topics,
             new_groups,
         })
@@ -903,7 +943,9 @@ impl MigrationTaskService for MigrationTasks {
                 .map(|c| ferry_remoting::Credentials::new(&c.access_key, &c.secret_key)),
             timeout: None,
         };
-        roles::apply_roles_to(&target, task.value.target_type, &mut roles).await?;
+        if !req.dry_run {
+            roles::apply_roles_to(&target, task.value.target_type, &mut roles).await?;
+        }
         let results: Vec<ferry_api::metadata_sync::v1::ImportItem> = roles
             .iter()
             .enumerate()
@@ -916,6 +958,9 @@ impl MigrationTaskService for MigrationTasks {
                 ..Default::default()
             })
             .collect();
+        if req.dry_run {
+            return ok(pb::ImportRolesResponse { items: results });
+        }
         items::update_extra(store.as_ref(), &req.task_id, |extra| {
             for role in &roles {
                 extra.roles.retain(|r| r.access_key != role.access_key);
@@ -978,7 +1023,7 @@ impl MigrationTaskService for MigrationTasks {
         if from == MigrationStep::GrayMigration && !req.dry_run {
             // Step 5 is completion: the same rule and release of the target as CompleteTask.
             let done = self
-                .complete(store.as_ref(), task, actor_or_anonymous(req.actor))
+                .complete(store.as_ref(), task, actor_or_anonymous(req.actor), false)
                 .await?;
             return ok(pb::AdvanceStepResponse { task: Some(done) });
         }
@@ -1032,6 +1077,11 @@ impl MigrationTaskService for MigrationTasks {
         let Some(to) = from.prev() else {
             return Err(SyncError::FailedPrecondition("CONNECT is the first step".into()).into());
         };
+        if req.dry_run {
+            return ok(pb::RollbackStepResponse {
+                task: Some(Self::task_response(store.as_ref(), &task).await?),
+            });
+        }
         let reason = (!req.reason.is_empty()).then_some(req.reason);
         let saved = self
             .change_step(
@@ -1134,6 +1184,19 @@ impl MigrationTaskService for MigrationTasks {
             ))
             .into());
         }
+        if req.dry_run {
+            let present: std::collections::BTreeSet<String> =
+                items::task_topic_names(store.as_ref(), &req.task_id)
+                    .await?
+                    .into_iter()
+                    .collect();
+            let (already_present, added) =
+                req.topics.into_iter().partition(|t| present.contains(t));
+            return ok(pb::AddTopicsResponse {
+                added,
+                already_present,
+            });
+        }
         let actor = actor_or_anonymous(req.actor);
         let states = req
             .topics
@@ -1188,6 +1251,21 @@ impl MigrationTaskService for MigrationTasks {
                 0 => current.revision,
                 rev => rev,
             };
+            if req.dry_run {
+                if expected == current.revision {
+                    removed.push(topic_ref.topic);
+                } else {
+                    refused_topics.push(refused(
+                        topic_ref.topic,
+                        Some(Stage::Initial),
+                        format!(
+                            "changed concurrently: expected revision {expected}, now {}",
+                            current.revision
+                        ),
+                    ));
+                }
+                continue;
+            }
             match store
                 .remove_topic(&req.task_id, &topic_ref.topic, expected)
                 .await
@@ -1214,6 +1292,7 @@ impl MigrationTaskService for MigrationTasks {
             &req.task_id,
             TaskState::Running,
             TaskState::Paused,
+            req.dry_run,
         )
         .await?;
         tracing::info!(task = %req.task_id, actor = %actor_or_anonymous(req.actor), "task paused");
@@ -1230,6 +1309,7 @@ impl MigrationTaskService for MigrationTasks {
             &req.task_id,
             TaskState::Paused,
             TaskState::Running,
+            req.dry_run,
         )
         .await?;
         tracing::info!(task = %req.task_id, actor = %actor_or_anonymous(req.actor), "task resumed");
@@ -1266,7 +1346,7 @@ impl MigrationTaskService for MigrationTasks {
             force: req.force,
             actor: req.actor,
             reason: "whole-task rollback".into(),
-            dry_run: false,
+            dry_run: req.dry_run,
         };
         let results = self.change_stages(change, Direction::Rollback).await?;
         ok(pb::RollbackTaskResponse { results })
@@ -1283,7 +1363,12 @@ impl MigrationTaskService for MigrationTasks {
             .await
             .map_err(SyncError::from)?;
         let done = self
-            .complete(store.as_ref(), task, actor_or_anonymous(req.actor))
+            .complete(
+                store.as_ref(),
+                task,
+                actor_or_anonymous(req.actor),
+                req.dry_run,
+            )
             .await?;
         ok(pb::CompleteTaskResponse { task: Some(done) })
     }
@@ -1328,6 +1413,7 @@ async fn set_state(
     task_id: &str,
     from: TaskState,
     to: TaskState,
+    dry_run: bool,
 ) -> Result<pb::MigrationTask> {
     let store = slot.get()?;
     let task = store.get_task(task_id).await?;
@@ -1337,6 +1423,9 @@ async fn set_state(
             task.value.state.as_str(),
             from.as_str()
         )));
+    }
+    if dry_run {
+        return MigrationTasks::task_response(store.as_ref(), &task).await;
     }
     let mut updated = task.value.clone();
     updated.state = to;

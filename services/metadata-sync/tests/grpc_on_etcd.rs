@@ -78,6 +78,7 @@ async fn wait_health(ch: &Channel, want: ServingStatus, within: Duration) {
 
 fn create_request(name: &str, target: &str) -> pb::CreateMigrationTaskRequest {
     pb::CreateMigrationTaskRequest {
+        dry_run: false,
         name: name.into(),
         source: Some(ClusterEndpoint {
             namesrv_addrs: "127.0.0.1:19876".into(),
@@ -199,6 +200,7 @@ async fn stage_changes_are_conditioned_audited_and_fenced() {
     // Bad names are refused with the rule.
     let err = client
         .add_topics(pb::AddTopicsRequest {
+            dry_run: false,
             task_id: task_id.clone(),
             topics: vec!["bad topic".into()],
             actor: "test".into(),
@@ -210,6 +212,7 @@ async fn stage_changes_are_conditioned_audited_and_fenced() {
 
     let added = client
         .add_topics(pb::AddTopicsRequest {
+            dry_run: false,
             task_id: task_id.clone(),
             topics: vec!["TopicA".into(), "TopicB".into()],
             actor: "test".into(),
@@ -296,6 +299,7 @@ async fn stage_changes_are_conditioned_audited_and_fenced() {
     // Only INITIAL topics can be removed.
     let removed = client
         .remove_topics(pb::RemoveTopicsRequest {
+            dry_run: false,
             task_id: task_id.clone(),
             topics: vec![pb::TopicRef {
                 topic: "TopicA".into(),
@@ -311,6 +315,7 @@ async fn stage_changes_are_conditioned_audited_and_fenced() {
     // Pause fences stage changes; resume lets them through again.
     client
         .pause_task(pb::PauseTaskRequest {
+            dry_run: false,
             task_id: task_id.clone(),
             actor: "test".into(),
         })
@@ -326,6 +331,7 @@ async fn stage_changes_are_conditioned_audited_and_fenced() {
     assert!(err.message().contains("paused"), "{}", err.message());
     client
         .resume_task(pb::ResumeTaskRequest {
+            dry_run: false,
             task_id: task_id.clone(),
             actor: "test".into(),
         })
@@ -335,6 +341,7 @@ async fn stage_changes_are_conditioned_audited_and_fenced() {
     // Completion needs every topic DONE.
     let err = client
         .complete_task(pb::CompleteTaskRequest {
+            dry_run: false,
             task_id: task_id.clone(),
             actor: "test".into(),
         })
@@ -359,6 +366,7 @@ async fn stage_changes_are_conditioned_audited_and_fenced() {
     }
     let done = client
         .complete_task(pb::CompleteTaskRequest {
+            dry_run: false,
             task_id: task_id.clone(),
             actor: "test".into(),
         })

@@ -47,12 +47,37 @@ async fn scan_a(h: &Harness) -> String {
             }),
             source_id: "cluster-a".into(),
             timeout_ms: 0,
+            dry_run: false,
         }),
     )
     .await
     .expect("scan cluster A")
     .into_inner();
     resp.snapshot.expect("snapshot").snapshot_id
+}
+
+/// A dry-run retry of `id`. The runner releases its claim just after writing the task's
+/// last state, so a task seen finished may still be claimed for a moment (a real retry is
+/// refused then too): FAILED_PRECONDITION is retried for a few seconds.
+async fn dry_retry(client: &mut Client, id: &str) -> pb::ImportTask {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match client
+            .retry_import_task(pb::RetryImportTaskRequest {
+                task_id: id.into(),
+                dry_run: true,
+            })
+            .await
+        {
+            Ok(resp) => return resp.into_inner().task.expect("task"),
+            Err(e)
+                if e.code() == Code::FailedPrecondition && std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Err(e) => panic!("dry-run RetryImportTask: {e:?}"),
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -80,6 +105,60 @@ async fn scan_of_a_imported_into_b_with_every_result_kind_then_rerun_is_idempote
     b.create_group("GPre").await.expect("group on B");
     let snapshot = scan_a(&h).await;
 
+    // A dry-run quota is checked like a real one and answered as it would be stored, but
+    // never stored.
+    let dry_quota = |topic_quota: i64, group_quota: i64| pb::SetTargetQuotaRequest {
+        quota: Some(pb::TargetQuota {
+            target_cluster: "ClusterB".into(),
+            topic_quota,
+            group_quota,
+            updated_at: None,
+        }),
+        dry_run: true,
+    };
+    let would = h
+        .client
+        .set_target_quota(dry_quota(5, 1))
+        .await
+        .unwrap()
+        .into_inner()
+        .quota
+        .unwrap();
+    assert_eq!(
+        (
+            would.target_cluster.as_str(),
+            would.topic_quota,
+            would.group_quota
+        ),
+        ("ClusterB", 5, 1)
+    );
+    assert!(would.updated_at.is_none(), "{would:?}");
+    let err = h
+        .client
+        .set_target_quota(dry_quota(-1, 0))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let never_set = h
+        .client
+        .get_target_quota(pb::GetTargetQuotaRequest {
+            target_cluster: "ClusterB".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .quota
+        .unwrap();
+    assert_eq!(
+        (
+            never_set.topic_quota,
+            never_set.group_quota,
+            never_set.updated_at
+        ),
+        (0, 0, None),
+        "a dry run stores no quota"
+    );
+
     // Quota: room for two more user groups on B.
     let user_groups_on_b = groups_on(&b.broker_addr())
         .await
@@ -95,6 +174,7 @@ async fn scan_of_a_imported_into_b_with_every_result_kind_then_rerun_is_idempote
                 group_quota: user_groups_on_b + 2,
                 updated_at: None,
             }),
+            dry_run: false,
         })
         .await
         .unwrap()
@@ -116,9 +196,80 @@ async fn scan_of_a_imported_into_b_with_every_result_kind_then_rerun_is_idempote
         (got.topic_quota, got.group_quota),
         (0, user_groups_on_b + 2)
     );
+    h.client.set_target_quota(dry_quota(1, 1)).await.unwrap();
+    let after_dry_run = h
+        .client
+        .get_target_quota(pb::GetTargetQuotaRequest {
+            target_cluster: "ClusterB".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .quota
+        .unwrap();
+    assert_eq!(
+        after_dry_run, got,
+        "a dry run leaves the stored quota as it was"
+    );
 
     let mut req = create_request(h.target(), Source::SnapshotId(snapshot.clone()));
     req.topic_limit = 6;
+
+    // Dry run first: the would-be task and its planned items, and nothing stored, claimed
+    // or created.
+    let dry = h
+        .client
+        .create_import_task(pb::CreateImportTaskRequest {
+            dry_run: true,
+            ..req.clone()
+        })
+        .await
+        .expect("dry-run create")
+        .into_inner();
+    let would = dry.task.clone().unwrap();
+    assert!(would.task_id.is_empty(), "{would:?}");
+    assert_eq!(
+        TaskStatus::try_from(would.status).unwrap(),
+        TaskStatus::Pending
+    );
+    assert_eq!((would.topic_count, would.group_count), (7, 4));
+    assert_eq!((would.runs, would.created_at), (0, None));
+    assert_eq!(dry.items.len(), 11);
+    let (r, over) = result_of(&dry.items, "zz-Over");
+    assert_eq!(r, ItemResult::QuotaExceeded);
+    assert!(
+        over.reason.contains("per-task limit of 6 topics"),
+        "{}",
+        over.reason
+    );
+    let (r, big) = result_of(&dry.items, "Big");
+    assert_eq!(r, ItemResult::Pending, "the run decides, not the plan");
+    assert_eq!((big.read_queue_nums, big.write_queue_nums), (16, 16));
+    assert!(
+        big.notices[0].contains("read 32 / write 32"),
+        "{:?}",
+        big.notices
+    );
+    let stored = h
+        .client
+        .list_import_tasks(pb::ListImportTasksRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        stored.tasks.is_empty(),
+        "a dry run stores no task: {stored:?}"
+    );
+    assert!(
+        b.route("Orders")
+            .await
+            .expect("route lookup on B")
+            .is_none(),
+        "a dry run creates nothing on the target"
+    );
+    let on_b = topics_on(&b.broker_addr()).await;
+    assert!(!on_b.contains_key("Orders") && !on_b.contains_key("Big"));
+
     let started = std::time::Instant::now();
     let task = h
         .client
@@ -130,6 +281,12 @@ async fn scan_of_a_imported_into_b_with_every_result_kind_then_rerun_is_idempote
         .unwrap();
     assert_eq!((task.topic_count, task.group_count), (7, 4));
     assert!(task.source.contains(&snapshot), "{}", task.source);
+    // The dry run answered what the create answers, but for the id and timestamps.
+    let mut expected = task.clone();
+    expected.task_id.clear();
+    expected.created_at = None;
+    expected.updated_at = None;
+    assert_eq!(would, expected);
     assert!(
         task.notices.iter().any(|n| n.contains("left out")),
         "system items of A are left out: {:?}",
@@ -146,6 +303,40 @@ async fn scan_of_a_imported_into_b_with_every_result_kind_then_rerun_is_idempote
     assert!(done.finished_at.is_some());
     let items = all_items(&mut h.client, &task.task_id).await;
     assert_eq!(items.len(), 11);
+    // Item by item, the dry run planned what the task ran; what the plan decided held.
+    for (planned, ran) in dry.items.iter().zip(&items) {
+        assert_eq!(
+            (
+                planned.seq,
+                planned.kind,
+                &planned.name,
+                &planned.source_name,
+                &planned.namespace,
+                planned.read_queue_nums,
+                planned.write_queue_nums,
+            ),
+            (
+                ran.seq,
+                ran.kind,
+                &ran.name,
+                &ran.source_name,
+                &ran.namespace,
+                ran.read_queue_nums,
+                ran.write_queue_nums,
+            )
+        );
+        if planned.result != ItemResult::Pending as i32 {
+            assert_eq!(
+                (planned.result, &planned.reason),
+                (ran.result, &ran.reason),
+                "{}",
+                ran.name
+            );
+        }
+        for notice in &planned.notices {
+            assert!(ran.notices.contains(notice), "{notice} on {ran:?}");
+        }
+    }
 
     let (r, big) = result_of(&items, "Big");
     assert_eq!(r, ItemResult::Success);
@@ -189,7 +380,28 @@ async fn scan_of_a_imported_into_b_with_every_result_kind_then_rerun_is_idempote
         "{}",
         gq.reason
     );
+    // A dry-run retry counts what a retry would reopen (the group over the target's quota;
+    // the per-task limit is not retryable) and changes nothing.
+    let would_retry = dry_retry(&mut h.client, &task.task_id).await;
+    assert_eq!(
+        TaskStatus::try_from(would_retry.status).unwrap(),
+        TaskStatus::Pending
+    );
+    assert_eq!(
+        would_retry.notices.last().map(String::as_str),
+        Some("dry run: 1 group would run again"),
+        "{:?}",
+        would_retry.notices
+    );
+    let p = would_retry.progress.unwrap();
+    assert_eq!((p.pending, p.quota_exceeded), (1, 1), "{p:?}");
+    assert_eq!(
+        get(&mut h.client, &task.task_id).await,
+        done,
+        "nothing written"
+    );
     let progress = done.progress.unwrap();
+
     assert_eq!(
         (
             progress.success,
@@ -387,10 +599,17 @@ async fn bad_input_is_rejected_before_anything_is_created() {
     for (source, file, expected) in cases {
         let mut req = create_request(h.target(), source);
         req.file_name = file.into();
-        let err = h.client.create_import_task(req).await.unwrap_err();
+        let err = h.client.create_import_task(req.clone()).await.unwrap_err();
         assert!(
             matches!(err.code(), Code::InvalidArgument | Code::NotFound),
             "{err:?}"
+        );
+        // "Check my upload": a dry run fails exactly as the real call does.
+        req.dry_run = true;
+        let dry_err = h.client.create_import_task(req).await.unwrap_err();
+        assert_eq!(
+            (dry_err.code(), dry_err.message()),
+            (err.code(), err.message())
         );
         for part in expected {
             assert!(
@@ -417,8 +636,18 @@ async fn bad_input_is_rejected_before_anything_is_created() {
     no_cluster.target = Some(h.target());
     no_cluster.r#type = pb::ImportTaskType::IntoNamespace as i32;
     no_cluster.namespace = "bad%ns".into();
-    let err = h.client.create_import_task(no_cluster).await.unwrap_err();
+    let err = h
+        .client
+        .create_import_task(no_cluster.clone())
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
+    no_cluster.dry_run = true;
+    let dry_err = h.client.create_import_task(no_cluster).await.unwrap_err();
+    assert_eq!(
+        (dry_err.code(), dry_err.message()),
+        (err.code(), err.message())
+    );
     assert!(
         err.message().contains("ILLEGAL") || err.message().contains("illegal"),
         "{}",
@@ -526,10 +755,31 @@ async fn target_broker_stopped_mid_task_then_retry_completes_only_the_rest() {
     );
 
     h.clusters.b.start_broker().await.expect("start broker B");
+    // A dry run reports what the retry would run again, claiming and writing nothing.
+    let would = dry_retry(&mut h.client, &task.task_id).await;
+    assert_eq!(
+        would.notices.last().cloned(),
+        Some(format!("dry run: {} topics would run again", failed.len()))
+    );
+    let p = would.progress.unwrap();
+    assert_eq!(
+        (p.pending, p.failed, p.success),
+        (failed.len() as i64, 0, succeeded.len() as i64)
+    );
+    assert_eq!(
+        TaskStatus::try_from(would.status).unwrap(),
+        TaskStatus::Pending
+    );
+    assert_eq!(
+        get(&mut h.client, &task.task_id).await,
+        done,
+        "nothing written"
+    );
     let retried = h
         .client
         .retry_import_task(pb::RetryImportTaskRequest {
             task_id: task.task_id.clone(),
+            dry_run: false,
         })
         .await
         .unwrap()
@@ -557,11 +807,17 @@ async fn target_broker_stopped_mid_task_then_retry_completes_only_the_rest() {
     }
     let on_b = topics_on(&broker).await;
     assert!(items.iter().all(|i| on_b.contains_key(&i.name)));
-    // A retry of a finished task has nothing to run.
+    // A retry of a finished task has nothing to run; a dry run says so.
+    let would = dry_retry(&mut h.client, &task.task_id).await;
+    assert_eq!(
+        would.notices.last().map(String::as_str),
+        Some("dry run: nothing would run again")
+    );
     let again = h
         .client
         .retry_import_task(pb::RetryImportTaskRequest {
             task_id: task.task_id.clone(),
+            dry_run: false,
         })
         .await
         .unwrap()

@@ -33,6 +33,7 @@ async fn create(
         credentials: None,
     };
     svc.create_migration_task(Request::new(pb::CreateMigrationTaskRequest {
+        dry_run: false,
         name: "step1".into(),
         source: Some(endpoint(source)),
         target_type: TargetType::V5 as i32,
@@ -75,6 +76,7 @@ async fn advance_with(
 async fn connect(svc: &MigrationTasks, task_id: &str) -> pb::ConnectSourceResponse {
     svc.connect_source(Request::new(pb::ConnectSourceRequest {
         task_id: task_id.into(),
+        dry_run: false,
     }))
     .await
     .unwrap()
@@ -215,6 +217,7 @@ async fn steps_two_to_five_import_gate_switch_and_complete() {
     // The scan offers the source's user topics and groups, none imported yet.
     let refreshed = svc
         .refresh_source_inventory(Request::new(pb::RefreshSourceInventoryRequest {
+            dry_run: false,
             task_id: id.clone(),
         }))
         .await
@@ -240,6 +243,7 @@ async fn steps_two_to_five_import_gate_switch_and_complete() {
     // Confirm and import one item: it lands on the target (read back) and joins the task.
     let imported = svc
         .import_migration_items(Request::new(pb::ImportMigrationItemsRequest {
+            dry_run: false,
             task_id: id.clone(),
             topics: vec!["Orders".into()],
             groups: vec![],
@@ -279,6 +283,7 @@ async fn steps_two_to_five_import_gate_switch_and_complete() {
     // A topic created by hand joins the task too; then everything else at once.
     let by_hand = svc
         .create_migration_item(Request::new(pb::CreateMigrationItemRequest {
+            dry_run: false,
             task_id: id.clone(),
             kind: ferry_api::common::v1::ItemKind::Topic as i32,
             name: "Audit".into(),
@@ -387,6 +392,7 @@ async fn steps_two_to_five_import_gate_switch_and_complete() {
     // Leaving step 4 backwards needs every topic at INITIAL.
     let err = svc
         .rollback_step(Request::new(pb::RollbackStepRequest {
+            dry_run: false,
             task_id: id.clone(),
             from_step: pb::MigrationStep::GrayMigration as i32,
             actor: "test".into(),
@@ -546,4 +552,155 @@ async fn rescans_offer_topics_created_on_the_source_during_the_migration() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     rescans.abort();
+}
+
+#[tokio::test]
+async fn dry_runs_answer_like_the_real_calls_and_change_nothing() {
+    use ferry_api::common::v1::ItemResult;
+    let clusters = TwoClusters::start().await.unwrap();
+    clusters.a.create_topic("Orders", 4).await.unwrap();
+    let svc = service();
+    let (a, b) = (clusters.a.namesrv_addr(), clusters.b.namesrv_addr());
+    let task = create(&svc, ("ClusterA", &a), ("ClusterB", &b)).await;
+    let id = task.task_id.clone();
+    let get = || async {
+        svc.get_migration_task(Request::new(pb::GetMigrationTaskRequest {
+            task_id: id.clone(),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .task
+        .unwrap()
+    };
+
+    // The target is held: a dry-run create says so like the real one.
+    let err = svc
+        .create_migration_task(Request::new(pb::CreateMigrationTaskRequest {
+            name: "again".into(),
+            source: Some(ClusterEndpoint {
+                namesrv_addrs: a.clone(),
+                cluster_name: "ClusterA".into(),
+                credentials: None,
+            }),
+            target_type: TargetType::V5 as i32,
+            target: Some(ClusterEndpoint {
+                namesrv_addrs: b.clone(),
+                cluster_name: "ClusterB".into(),
+                credentials: None,
+            }),
+            actor: "test".into(),
+            dry_run: true,
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(err.message().contains(&id), "{}", err.message());
+
+    // A dry-run probe answers but keeps nothing: step 1's gate still wants a probe.
+    let probe = svc
+        .connect_source(Request::new(pb::ConnectSourceRequest {
+            task_id: id.clone(),
+            dry_run: true,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        probe.outcome,
+        ConnectOutcome::Ok as i32,
+        "{}",
+        probe.message
+    );
+    assert_eq!(
+        get().await.connect_outcome,
+        ConnectOutcome::Unspecified as i32
+    );
+    connect(&svc, &id).await;
+    advance(&svc, &id, pb::MigrationStep::Connect)
+        .await
+        .unwrap();
+
+    // Scan, import, create by hand, add topics, pause: answered, nothing kept or created.
+    let scan = svc
+        .refresh_source_inventory(Request::new(pb::RefreshSourceInventoryRequest {
+            task_id: id.clone(),
+            dry_run: true,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(scan.snapshot_id.is_empty() && scan.new_topics.contains(&"Orders".to_string()));
+    assert!(get().await.inventory_snapshot_id.is_empty());
+    let would = svc
+        .import_migration_items(Request::new(pb::ImportMigrationItemsRequest {
+            task_id: id.clone(),
+            all: true,
+            dry_run: true,
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .items;
+    assert!(
+        would
+            .iter()
+            .any(|i| i.name == "Orders" && i.result == ItemResult::Pending as i32),
+        "{would:?}"
+    );
+    let err = svc
+        .import_migration_items(Request::new(pb::ImportMigrationItemsRequest {
+            task_id: id.clone(),
+            topics: vec!["NoSuchTopic".into()],
+            dry_run: true,
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{}", err.message());
+    let by_hand = svc
+        .create_migration_item(Request::new(pb::CreateMigrationItemRequest {
+            task_id: id.clone(),
+            kind: ferry_api::common::v1::ItemKind::Topic as i32,
+            name: "Audit".into(),
+            queue_nums: 4,
+            order: false,
+            dry_run: true,
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .item
+        .unwrap();
+    assert_eq!(by_hand.result, ItemResult::Pending as i32);
+    assert!(clusters.b.route("Orders").await.unwrap().is_none());
+    assert!(clusters.b.route("Audit").await.unwrap().is_none());
+    let added = svc
+        .add_topics(Request::new(pb::AddTopicsRequest {
+            task_id: id.clone(),
+            topics: vec!["Orders".into()],
+            actor: "test".into(),
+            dry_run: true,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(added.added, vec!["Orders".to_string()]);
+    let paused = svc
+        .pause_task(Request::new(pb::PauseTaskRequest {
+            task_id: id.clone(),
+            actor: "test".into(),
+            dry_run: true,
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .task
+        .unwrap();
+    assert_eq!(paused.state, pb::MigrationTaskState::Running as i32);
+    let now = get().await;
+    assert!(now.topics_per_stage.is_empty(), "{now:?}");
+    assert_eq!(now.state, pb::MigrationTaskState::Running as i32);
+    assert_eq!(now.revision, paused.revision, "nothing was written");
 }

@@ -128,6 +128,7 @@ async fn main() {
         }),
         source_id: "bench".into(),
         timeout_ms: 60_000,
+        dry_run: false,
     };
     // The store connects in the background: retry the first scan until it is there.
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -11,7 +11,9 @@ use ferry_store::SnapshotHeader;
 
 use crate::engine::{CollisionKind, ConnectReport, Outcome, Probe, SourceSpec};
 use crate::error::{Result, ScanError};
-use crate::inventory::{AclUser, BrokerEntry, ClusterEntry, GroupEntry, Summary, TopicEntry};
+use crate::inventory::{
+    AclUser, BrokerEntry, ClusterEntry, GroupEntry, Inventory, Summary, TopicEntry,
+};
 
 /// A source from the API. Credentials with an empty access key count as none.
 pub fn source_from_pb(
@@ -127,11 +129,36 @@ fn acl_user_to_pb(u: &AclUser) -> pb::AclUserInfo {
 }
 
 pub fn snapshot_to_pb(header: &SnapshotHeader, summary: &Summary) -> pb::Snapshot {
+    summary_to_pb(
+        &header.scan_id,
+        &header.source_id,
+        header.taken_at_ms,
+        summary,
+    )
+}
+
+/// The summary of a scan that is not stored (a dry run, `ferry scan --local`): an empty
+/// snapshot id.
+pub fn inventory_to_pb(inventory: &Inventory) -> pb::Snapshot {
+    summary_to_pb(
+        "",
+        &inventory.source_id,
+        inventory.taken_at_ms,
+        &inventory.summary(),
+    )
+}
+
+fn summary_to_pb(
+    scan_id: &str,
+    source_id: &str,
+    taken_at_ms: i64,
+    summary: &Summary,
+) -> pb::Snapshot {
     pb::Snapshot {
-        snapshot_id: header.scan_id.clone(),
-        source_id: header.source_id.clone(),
+        snapshot_id: scan_id.to_string(),
+        source_id: source_id.to_string(),
         namesrv_addrs: summary.namesrv_addrs.clone(),
-        taken_at: Some(timestamp(header.taken_at_ms)),
+        taken_at: Some(timestamp(taken_at_ms)),
         clusters: summary.clusters.iter().map(cluster_to_pb).collect(),
         user_topic_count: summary.counts.user_topics as i64,
         system_topic_count: summary.counts.system_topics as i64,

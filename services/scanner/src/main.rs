@@ -12,7 +12,7 @@ use ferry_api::service_names::SCANNER;
 use ferry_scanner::service::DEFAULT_KEEP_SNAPSHOTS;
 use ferry_scanner::{EngineConfig, ScanEngine, Scanner, SnapshotSlot};
 use ferry_server::{GrpcServer, run_until, set_serving, shutdown_signal};
-use ferry_store::{EtcdOptions, keep_etcd_connected};
+use ferry_store::{EtcdOptions, KvRequestStore, RequestSlot, keep_etcd_connected};
 use ferry_telemetry::TelemetryArgs;
 
 /// Ferry scanner service: probes a source cluster, inventories it into snapshots, exports
@@ -53,6 +53,10 @@ async fn main() -> anyhow::Result<()> {
     let mut server = GrpcServer::bind(args.listen).await?;
     let health = server.health_reporter();
     set_serving(&health, &SERVICES, false).await;
+    // Idempotency keys: records in the same etcd, UNAVAILABLE to keyed calls until it answers.
+    let (requests, requests_writer) =
+        RequestSlot::connecting(format!("etcd at {}", args.etcd_endpoints.join(",")));
+    server.idempotency(std::sync::Arc::new(requests));
     let (slot, writer) =
         SnapshotSlot::connecting(format!("etcd at {}", args.etcd_endpoints.join(",")));
     let engine = ScanEngine::new(EngineConfig {
@@ -71,8 +75,14 @@ async fn main() -> anyhow::Result<()> {
         args.etcd_endpoints,
         options,
         move |store| match store {
-            Ok(store) => writer.set(store),
-            Err(err) => writer.failed(err.0),
+            Ok(store) => {
+                requests_writer.set(std::sync::Arc::new(KvRequestStore::etcd(&store)));
+                writer.set(store);
+            }
+            Err(err) => {
+                requests_writer.failed(err.0.clone());
+                writer.failed(err.0);
+            }
         },
         move |up| {
             let health = health.clone();

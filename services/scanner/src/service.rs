@@ -14,8 +14,8 @@ use futures::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::convert::{
-    group_to_pb, report_to_pb, snapshot_to_pb, source_from_pb, target_type_from_pb,
-    timeout_from_ms, topic_class_from_pb, topic_to_pb,
+    group_to_pb, inventory_to_pb, report_to_pb, snapshot_to_pb, source_from_pb,
+    target_type_from_pb, timeout_from_ms, topic_class_from_pb, topic_to_pb,
 };
 use crate::engine::ScanEngine;
 use crate::error::{Result, ScanError};
@@ -173,8 +173,11 @@ impl ScannerService for Scanner {
     ) -> Result<Response<pb::ScanResponse>, Status> {
         let req = request.into_inner();
         let source = source_from_pb(req.source, "source")?;
-        // Fail fast before touching the cluster when results could not be stored.
-        self.store.get().map_err(ScanError::from)?;
+        // Fail fast before touching the cluster when results could not be stored (a dry run
+        // stores nothing).
+        if !req.dry_run {
+            self.store.get().map_err(ScanError::from)?;
+        }
         // Free the cached inventory first: a scan of a large cluster needs the room, and
         // two inventories at once would double the peak memory.
         self.cache.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -187,7 +190,12 @@ impl ScannerService for Scanner {
                 &|_| {},
             )
             .await?;
-        let snapshot = self.store_inventory(inventory).await?;
+        let snapshot = if req.dry_run {
+            tracing::info!(source = %inventory.source_id, "scanned (dry run): no snapshot stored");
+            inventory_to_pb(&inventory)
+        } else {
+            self.store_inventory(inventory).await?
+        };
         Ok(Response::new(pb::ScanResponse {
             snapshot: Some(snapshot),
         }))

@@ -139,7 +139,7 @@ async fn scan_store_list_page_diff_and_export_over_grpc() {
     );
     assert!(!format!("{check:?}").contains(SECRET));
 
-    let scan = |client: &mut Client| {
+    let scan_with = |client: &mut Client, dry_run: bool| {
         let mut client = client.clone();
         let ns = cluster.namesrv_addr();
         async move {
@@ -148,6 +148,7 @@ async fn scan_store_list_page_diff_and_export_over_grpc() {
                     source: Some(endpoint(&ns, "ClusterA")),
                     source_id: String::new(),
                     timeout_ms: 0,
+                    dry_run,
                 })
                 .await
                 .unwrap()
@@ -156,6 +157,24 @@ async fn scan_store_list_page_diff_and_export_over_grpc() {
                 .unwrap()
         }
     };
+    let scan = |client: &mut Client| scan_with(client, false);
+
+    // A dry run scans and answers the summary, but stores no snapshot.
+    let dry = scan_with(&mut client, true).await;
+    assert!(dry.snapshot_id.is_empty(), "{dry:?}");
+    assert_eq!(dry.source_id, "ClusterA");
+    assert_eq!(dry.user_topic_count, 12);
+    assert_eq!(dry.user_group_count, 1);
+    assert!(dry.system_topic_count > 0 && !dry.partial);
+    assert_eq!(dry.clusters[0].brokers[0].name, "broker-a");
+    assert!(!format!("{dry:?}").contains(SECRET));
+    let listed = client
+        .list_snapshots(pb::ListSnapshotsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.snapshots.is_empty(), "{listed:?}");
+
     let s1 = scan(&mut client).await;
     assert_eq!(s1.source_id, "ClusterA");
     assert_eq!(s1.user_topic_count, 12);
@@ -368,6 +387,7 @@ async fn scan_store_list_page_diff_and_export_over_grpc() {
             source: Some(endpoint(&dead, "")),
             source_id: "x".into(),
             timeout_ms: 1000,
+            dry_run: false,
         })
         .await
         .unwrap_err();
@@ -419,10 +439,30 @@ async fn scanner_binary_serves_once_etcd_is_there_and_stores_snapshots_in_it() {
         source: Some(endpoint(&cluster.namesrv_addr(), "ClusterA")),
         source_id: "prod-a".into(),
         timeout_ms: 0,
+        dry_run: false,
     };
     let err = client.scan(request.clone()).await.unwrap_err();
     assert_eq!(err.code(), Code::Unavailable);
     assert!(err.message().contains("etcd"), "{}", err.message());
+    // A dry run stores nothing, so it does not need the store.
+    let dry = client
+        .scan(pb::ScanRequest {
+            dry_run: true,
+            ..request.clone()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .snapshot
+        .unwrap();
+    assert_eq!(
+        (
+            dry.snapshot_id.as_str(),
+            dry.source_id.as_str(),
+            dry.user_topic_count
+        ),
+        ("", "prod-a", 1)
+    );
     // Connection checks do not need the store.
     let check = client
         .check_connection(pb::CheckConnectionRequest {

@@ -92,6 +92,7 @@ fn create(name: &str, target: &str) -> pb::CreateMigrationTaskRequest {
             credentials: None,
         }),
         actor: "test".into(),
+        dry_run: false,
     }
 }
 

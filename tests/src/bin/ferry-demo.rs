@@ -239,6 +239,7 @@ impl Demo {
         let mut tasks = connect(&addr).await?;
         let task = tasks
             .create_migration_task(pb::CreateMigrationTaskRequest {
+                dry_run: false,
                 name: "demo".into(),
                 source: Some(endpoint("ClusterA", &source_ns)),
                 target_type: TargetType::V5 as i32,
@@ -256,6 +257,7 @@ impl Demo {
         section("3/7 step 1 connect, step 2 import metadata");
         let probe = tasks
             .connect_source(pb::ConnectSourceRequest {
+                dry_run: false,
                 task_id: id.clone(),
             })
             .await

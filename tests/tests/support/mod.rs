@@ -923,6 +923,7 @@ impl Harness {
         let task = self
             .tasks
             .create_migration_task(pb::CreateMigrationTaskRequest {
+                dry_run: false,
                 name: name.into(),
                 source: Some(endpoint(&self.clusters.a)),
                 target_type: TargetType::V5 as i32,
@@ -984,6 +985,7 @@ impl Harness {
         let connected = self
             .tasks
             .connect_source(pb::ConnectSourceRequest {
+                dry_run: false,
                 task_id: self.task_id.clone(),
             })
             .await
@@ -1005,6 +1007,7 @@ impl Harness {
         let inventory = self
             .tasks
             .refresh_source_inventory(pb::RefreshSourceInventoryRequest {
+                dry_run: false,
                 task_id: self.task_id.clone(),
             })
             .await
@@ -1108,6 +1111,7 @@ impl Harness {
             .check_topics(hpb::CheckTopicsRequest {
                 task_id: self.task_id.clone(),
                 topics: topics.to_vec(),
+                dry_run: false,
             })
             .await
             .map(|r| r.into_inner().topics)

@@ -35,11 +35,14 @@ pub struct ImportArgs {
 #[derive(Debug, Subcommand)]
 enum ImportCommand {
     /// Create an import task from an export JSON, an .xlsx or a scanner snapshot, and start
-    /// it. Bad files are refused before anything is created, naming the field or row.
+    /// it. Bad files are refused before anything is created, naming the field or row;
+    /// --dry-run only checks the file and shows the plan.
     ///
     /// Examples:
     ///   ferry import create --file rocketmq-metadata-export.json \
     ///     --target-cluster ClusterB --target-namesrv 10.0.1.1:9876 --wait
+    ///   ferry import create --file topics.xlsx --dry-run \
+    ///     --target-cluster ClusterB --target-namesrv 10.0.1.1:9876
     ///   ferry import create --snapshot 1732550000000-1a2b3c4d --type into-namespace \
     ///     --namespace prod --topic Orders --group GOrders \
     ///     --target-cluster ClusterB --target-namesrv 10.0.1.1:9876
@@ -67,6 +70,9 @@ enum ImportCommand {
     /// Example: ferry import retry imp-1732550000000-1a2b3c4d --wait
     Retry {
         task_id: String,
+        /// Only show what would run again (counts per kind); nothing is changed.
+        #[arg(long, conflicts_with = "wait")]
+        dry_run: bool,
         #[command(flatten)]
         wait: WaitArgs,
     },
@@ -84,6 +90,10 @@ enum ImportCommand {
         /// Most user groups on the cluster (0 = no quota); sets the quota.
         #[arg(long)]
         groups: Option<i64>,
+        /// With --topics/--groups: have the server check the quota and show it as it would
+        /// be stored, without storing it.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -161,6 +171,11 @@ struct CreateArgs {
     /// How items are created on the target's brokers.
     #[arg(long, value_enum, default_value_t = Mode::Auto)]
     mode: Mode,
+    /// Check the file and plan the task on the server, storing and creating nothing: shows
+    /// the task as it would be and the items the plan decides (names refused, over the
+    /// per-task limit, queue counts changed). A bad file fails as it would for real.
+    #[arg(long, conflicts_with = "wait")]
+    dry_run: bool,
     #[command(flatten)]
     wait: WaitArgs,
 }
@@ -216,20 +231,31 @@ pub async fn run(addr: &str, output: OutputFormat, args: ImportArgs) -> anyhow::
             Ok(ExitCode::SUCCESS)
         }
         ImportCommand::Items(i) => items(&mut client, output, i).await,
-        ImportCommand::Retry { task_id, wait } => {
+        ImportCommand::Retry {
+            task_id,
+            dry_run,
+            wait,
+        } => {
             let task = client
-                .retry_import_task(pb::RetryImportTaskRequest { task_id })
+                .retry_import_task(pb::RetryImportTaskRequest { task_id, dry_run })
                 .await?
                 .into_inner()
                 .task
                 .context("server returned no task")?;
+            if dry_run {
+                return show_dry_run(output, &task, None);
+            }
             finish(&mut client, output, task, &wait).await
         }
         ImportCommand::Quota {
             target_cluster,
             topics,
             groups,
+            dry_run,
         } => {
+            if dry_run && topics.is_none() && groups.is_none() {
+                bail!("--dry-run checks a quota to set: give --topics and/or --groups");
+            }
             let quota = if topics.is_none() && groups.is_none() {
                 client
                     .get_target_quota(pb::GetTargetQuotaRequest { target_cluster })
@@ -254,6 +280,7 @@ pub async fn run(addr: &str, output: OutputFormat, args: ImportArgs) -> anyhow::
                             group_quota: groups.unwrap_or(current.group_quota),
                             updated_at: None,
                         }),
+                        dry_run,
                     })
                     .await?
                     .into_inner()
@@ -268,21 +295,32 @@ pub async fn run(addr: &str, output: OutputFormat, args: ImportArgs) -> anyhow::
                 }
             };
             match output {
-                OutputFormat::Json => print_json(&json!({
-                    "target_cluster": quota.target_cluster,
-                    "topic_quota": quota.topic_quota,
-                    "group_quota": quota.group_quota,
-                    "updated_at": time(&quota.updated_at),
-                }))?,
-                OutputFormat::Table => print_table(
-                    &["TARGET", "TOPIC QUOTA", "GROUP QUOTA", "UPDATED"],
-                    &[vec![
-                        quota.target_cluster.clone(),
-                        limit(quota.topic_quota),
-                        limit(quota.group_quota),
-                        time(&quota.updated_at),
-                    ]],
-                ),
+                OutputFormat::Json => {
+                    let mut out = json!({
+                        "target_cluster": quota.target_cluster,
+                        "topic_quota": quota.topic_quota,
+                        "group_quota": quota.group_quota,
+                        "updated_at": time(&quota.updated_at),
+                    });
+                    if dry_run {
+                        out["dry_run"] = json!(true);
+                    }
+                    print_json(&out)?
+                }
+                OutputFormat::Table => {
+                    print_table(
+                        &["TARGET", "TOPIC QUOTA", "GROUP QUOTA", "UPDATED"],
+                        &[vec![
+                            quota.target_cluster.clone(),
+                            limit(quota.topic_quota),
+                            limit(quota.group_quota),
+                            time(&quota.updated_at),
+                        ]],
+                    );
+                    if dry_run {
+                        println!("dry run: nothing stored");
+                    }
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -326,7 +364,7 @@ async fn create(
         (None, None) => None,
         _ => bail!("give both --access-key and --secret-key, or neither"),
     };
-    let task = client
+    let response = client
         .create_import_task(pb::CreateImportTaskRequest {
             r#type: match c.task_type {
                 TaskType::ClusterMigration => pb::ImportTaskType::ClusterMigration,
@@ -349,12 +387,62 @@ async fn create(
                 Mode::OneByOne => pb::CreateMode::OneByOne,
             } as i32,
             file_name,
+            dry_run: c.dry_run,
         })
         .await?
-        .into_inner()
-        .task
-        .context("server returned no task")?;
+        .into_inner();
+    let task = response.task.context("server returned no task")?;
+    if c.dry_run {
+        return show_dry_run(output, &task, Some(&response.items));
+    }
     finish(client, output, task, &c.wait).await
+}
+
+/// Shows the answer of a dry run: the task as it would be and, for a create, its items.
+/// JSON: the task's object with `"dry_run": true` (and `"items"`); a table lists only the
+/// items the plan decided or changed.
+fn show_dry_run(
+    output: OutputFormat,
+    task: &pb::ImportTask,
+    items: Option<&[pb::ImportItem]>,
+) -> anyhow::Result<ExitCode> {
+    match output {
+        OutputFormat::Json => {
+            let mut out = task_json(task);
+            out["dry_run"] = json!(true);
+            if let Some(items) = items {
+                out["items"] = Value::Array(items.iter().map(item_json).collect());
+            }
+            print_json(&out)?;
+        }
+        OutputFormat::Table => {
+            let mut shown = task.clone();
+            if shown.task_id.is_empty() {
+                shown.task_id = "(none: dry run)".into();
+            }
+            show_task(output, &shown)?;
+            if let Some(items) = items {
+                let decided: Vec<&pb::ImportItem> = items
+                    .iter()
+                    .filter(|i| i.result != ItemResult::Pending as i32 || !i.notices.is_empty())
+                    .collect();
+                if !decided.is_empty() {
+                    println!();
+                    print_items(&decided);
+                }
+                println!(
+                    "{} of {} items would be sent to the target (created, or skipped when already there)",
+                    items
+                        .iter()
+                        .filter(|i| i.result == ItemResult::Pending as i32)
+                        .count(),
+                    items.len()
+                );
+            }
+            println!("dry run: nothing stored");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Shows the task, after waiting for it when asked.
@@ -442,41 +530,44 @@ async fn items(
     }
     match output {
         OutputFormat::Json => print_json(&items.iter().map(item_json).collect::<Vec<_>>())?,
-        OutputFormat::Table => {
-            let rows: Vec<Vec<String>> = items
-                .iter()
-                .map(|it| {
-                    let mut why = it.reason.clone();
-                    for n in &it.notices {
-                        if !why.is_empty() {
-                            why.push_str("; ");
-                        }
-                        why.push_str(n);
-                    }
-                    vec![
-                        it.seq.to_string(),
-                        kind_name(it.kind).into(),
-                        it.name.clone(),
-                        it.namespace.clone(),
-                        result_name(it.result).into(),
-                        why,
-                    ]
-                })
-                .collect();
-            print_table(
-                &[
-                    "SEQ",
-                    "KIND",
-                    "NAME",
-                    "NAMESPACE",
-                    "RESULT",
-                    "REASON / NOTICES",
-                ],
-                &rows,
-            );
-        }
+        OutputFormat::Table => print_items(&items.iter().collect::<Vec<_>>()),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The items table of `ferry import items`.
+fn print_items(items: &[&pb::ImportItem]) {
+    let rows: Vec<Vec<String>> = items
+        .iter()
+        .map(|it| {
+            let mut why = it.reason.clone();
+            for n in &it.notices {
+                if !why.is_empty() {
+                    why.push_str("; ");
+                }
+                why.push_str(n);
+            }
+            vec![
+                it.seq.to_string(),
+                kind_name(it.kind).into(),
+                it.name.clone(),
+                it.namespace.clone(),
+                result_name(it.result).into(),
+                why,
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "SEQ",
+            "KIND",
+            "NAME",
+            "NAMESPACE",
+            "RESULT",
+            "REASON / NOTICES",
+        ],
+        &rows,
+    );
 }
 
 async fn get(client: &mut Client, task_id: &str) -> anyhow::Result<pb::ImportTask> {

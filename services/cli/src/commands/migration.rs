@@ -1,8 +1,8 @@
 //! `ferry migration` (alias `ferry task`): seamless-migration tasks through their five
 //! steps, and their per-topic stages.
 //!
-//! Every mutating verb takes `--dry-run`: stage and step changes are decided by the server
-//! without committing; the others print the request they would send.
+//! Every mutating verb takes `--dry-run`: the server decides the call as it would (the same
+//! validation, gates and readiness) and commits nothing.
 
 use std::process::ExitCode;
 
@@ -429,20 +429,17 @@ pub async fn run(
                 target_type: target_type as i32,
                 target: Some(endpoint(c.target_cluster, c.target_namesrv)),
                 actor,
+                dry_run: c.dry.dry_run,
             };
-            if c.dry.dry_run {
-                let mut shown = request.clone();
-                if let Some(keys) = shown.source.as_mut().and_then(|s| s.credentials.as_mut()) {
-                    keys.secret_key = "<set>".into();
-                }
-                return dry_run_print(output, "CreateMigrationTask", &format!("{shown:?}"));
-            }
             let task = client
                 .create_migration_task(request)
                 .await?
                 .into_inner()
                 .task
                 .context("server returned no task")?;
+            if c.dry.dry_run && output == OutputFormat::Table {
+                println!("dry run: the target is free and the task is valid; nothing created");
+            }
             show_tasks(output, &[task])?;
         }
         MigrationCommand::List { state } => {
@@ -475,22 +472,11 @@ pub async fn run(
             show_task_detail(output, &task)?;
         }
         MigrationCommand::Connect { task_id, dry } => {
-            if dry.dry_run {
-                let task = get_task(&mut client, &task_id).await?;
-                return dry_run_print(
-                    output,
-                    "ConnectSource",
-                    &format!(
-                        "probe source {} ({}) and target {} ({})",
-                        task.source_cluster,
-                        task.source_namesrv_addrs,
-                        task.target_cluster,
-                        task.target_namesrv_addrs
-                    ),
-                );
-            }
             let resp = client
-                .connect_source(pb::ConnectSourceRequest { task_id })
+                .connect_source(pb::ConnectSourceRequest {
+                    task_id,
+                    dry_run: dry.dry_run,
+                })
                 .await?
                 .into_inner();
             let ok = resp.outcome == ConnectOutcome::Ok as i32;
@@ -522,13 +508,19 @@ pub async fn run(
                         })
                         .collect();
                     print_table(&["ADDRESS", "ROLE", "RESULT", "DETAIL"], &rows);
+                    if dry.dry_run {
+                        println!("dry run: the result is not kept on the task");
+                    }
                 }
             }
             return Ok(exit(ok));
         }
         MigrationCommand::Inventory { task_id } => {
             let resp = client
-                .refresh_source_inventory(pb::RefreshSourceInventoryRequest { task_id })
+                .refresh_source_inventory(pb::RefreshSourceInventoryRequest {
+                    task_id,
+                    dry_run: false,
+                })
                 .await?
                 .into_inner();
             match output {
@@ -589,48 +581,17 @@ pub async fn run(
             if !c.all && c.topics.is_empty() && c.groups.is_empty() {
                 bail!("name --topic/--group items to import, or --all");
             }
-            if c.dry.dry_run {
-                let items = all_pages(|page_token| {
-                    let mut client = client.clone();
-                    let request = pb::ListMigrationItemsRequest {
-                        task_id: c.task_id.clone(),
-                        page_token,
-                        ..Default::default()
-                    };
-                    async move {
-                        let page = client.list_migration_items(request).await?.into_inner();
-                        Ok((page.items, page.next_page_token))
-                    }
-                })
-                .await?;
-                let chosen: Vec<pb::MigrationItem> = items
-                    .into_iter()
-                    .filter(|i| {
-                        if c.all {
-                            i.state != pb::MigrationItemState::Imported as i32
-                        } else if i.kind == ItemKind::Topic as i32 {
-                            c.topics.contains(&i.name)
-                        } else {
-                            c.groups.contains(&i.name)
-                        }
-                    })
-                    .collect();
-                println!(
-                    "dry run: would import {} item(s); nothing changed",
-                    chosen.len()
-                );
-                return show_items(output, &chosen).map(|_| ExitCode::SUCCESS);
-            }
             let resp = client
                 .import_migration_items(pb::ImportMigrationItemsRequest {
                     task_id: c.task_id,
                     topics: c.topics,
                     groups: c.groups,
                     all: c.all,
+                    dry_run: c.dry.dry_run,
                 })
                 .await?
                 .into_inner();
-            return show_import_results(output, &resp.items);
+            return show_import_results(output, &resp.items, c.dry.dry_run);
         }
         MigrationCommand::CreateItem(c) => {
             let (kind, name) = match (c.names.topic, c.names.group) {
@@ -644,36 +605,24 @@ pub async fn run(
                 name,
                 queue_nums: c.queues,
                 order: c.order,
+                dry_run: c.dry.dry_run,
             };
-            if c.dry.dry_run {
-                return dry_run_print(output, "CreateMigrationItem", &format!("{request:?}"));
-            }
             let resp = client.create_migration_item(request).await?.into_inner();
-            return show_import_results(output, resp.item.as_slice());
+            return show_import_results(output, resp.item.as_slice(), c.dry.dry_run);
         }
         MigrationCommand::Roles(RolesCommand::Import { task_id, file, dry }) => {
             let bytes =
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            if dry.dry_run {
-                return dry_run_print(
-                    output,
-                    "ImportRoles",
-                    &format!(
-                        "import the roles of {} ({} bytes)",
-                        file.display(),
-                        bytes.len()
-                    ),
-                );
-            }
             let resp = client
                 .import_roles(pb::ImportRolesRequest {
                     task_id,
                     roles: Vec::new(),
                     roles_file: bytes,
+                    dry_run: dry.dry_run,
                 })
                 .await?
                 .into_inner();
-            return show_import_results(output, &resp.items);
+            return show_import_results(output, &resp.items, dry.dry_run);
         }
         MigrationCommand::Roles(RolesCommand::List { task_id }) => {
             let roles = all_pages(|page_token| {
@@ -758,27 +707,24 @@ pub async fn run(
             dry,
         }) => {
             let task = get_task(&mut client, &task_id).await?;
-            if dry.dry_run {
-                return dry_run_print(
-                    output,
-                    "RollbackStep",
-                    &format!(
-                        "move task {task_id} back from step {}",
-                        step_name(task.step)
-                    ),
-                );
-            }
             let moved = client
                 .rollback_step(pb::RollbackStepRequest {
                     task_id,
                     from_step: task.step,
                     actor,
                     reason,
+                    dry_run: dry.dry_run,
                 })
                 .await?
                 .into_inner()
                 .task
                 .context("server returned no task")?;
+            if dry.dry_run && output == OutputFormat::Table {
+                println!(
+                    "dry run: the task could go back from step {}; nothing changed",
+                    step_name(task.step)
+                );
+            }
             show_task_detail(output, &moved)?;
         }
         MigrationCommand::Topics(TopicsCommand::List { task_id, stage }) => {
@@ -792,35 +738,29 @@ pub async fn run(
         MigrationCommand::Topics(TopicsCommand::Add {
             task_id,
             topics,
-            dry: DryRun { dry_run: true },
-        }) => {
-            let current = list_topics(&client, &task_id, Vec::new()).await?;
-            let rows: Vec<String> = topics
-                .iter()
-                .map(|t| match current.iter().any(|c| &c.topic == t) {
-                    true => format!("{t}: already in the task"),
-                    false => format!("{t}: would be added at INITIAL"),
-                })
-                .collect();
-            return dry_run_print(output, "AddTopics", &rows.join("\n"));
-        }
-        MigrationCommand::Topics(TopicsCommand::Add {
-            task_id, topics, ..
+            dry,
         }) => {
             let resp = client
                 .add_topics(pb::AddTopicsRequest {
                     task_id,
                     topics,
                     actor,
+                    dry_run: dry.dry_run,
                 })
                 .await?
                 .into_inner();
             match output {
                 OutputFormat::Json => print_json(&json!({
-                    "added": resp.added, "already_present": resp.already_present
+                    "added": resp.added, "already_present": resp.already_present,
+                    "dry_run": dry.dry_run,
                 }))?,
                 OutputFormat::Table => {
-                    println!("added: {}", list_or_none(&resp.added));
+                    let verb = if dry.dry_run {
+                        "would be added"
+                    } else {
+                        "added"
+                    };
+                    println!("{verb}: {}", list_or_none(&resp.added));
                     println!(
                         "already in the task: {}",
                         list_or_none(&resp.already_present)
@@ -831,12 +771,12 @@ pub async fn run(
         MigrationCommand::Topics(TopicsCommand::Remove {
             task_id,
             topics,
-            dry: DryRun { dry_run: false },
+            dry,
         })
         | MigrationCommand::RemoveTopic {
             task_id,
             topics,
-            dry: DryRun { dry_run: false },
+            dry,
         } => {
             let resp = client
                 .remove_topics(pb::RemoveTopicsRequest {
@@ -849,6 +789,7 @@ pub async fn run(
                         })
                         .collect(),
                     actor,
+                    dry_run: dry.dry_run,
                 })
                 .await?
                 .into_inner();
@@ -857,35 +798,21 @@ pub async fn run(
                 OutputFormat::Json => print_json(&json!({
                     "removed": resp.removed,
                     "refused": resp.refused.iter().map(change_json).collect::<Vec<_>>(),
+                    "dry_run": dry.dry_run,
                 }))?,
                 OutputFormat::Table => {
-                    println!("removed: {}", list_or_none(&resp.removed));
+                    let verb = if dry.dry_run {
+                        "would be removed"
+                    } else {
+                        "removed"
+                    };
+                    println!("{verb}: {}", list_or_none(&resp.removed));
                     for r in &resp.refused {
                         println!("not removed: {}: {}", r.topic, r.error);
                     }
                 }
             }
             return Ok(exit(all_ok));
-        }
-        MigrationCommand::Topics(TopicsCommand::Remove {
-            task_id, topics, ..
-        })
-        | MigrationCommand::RemoveTopic {
-            task_id, topics, ..
-        } => {
-            let current = list_topics(&client, &task_id, Vec::new()).await?;
-            let rows: Vec<String> = topics
-                .iter()
-                .map(|t| match current.iter().find(|c| &c.topic == t) {
-                    Some(c) if c.stage == Stage::Initial as i32 => format!("{t}: would be removed"),
-                    Some(c) => format!(
-                        "{t}: refused, it is {} (only INITIAL topics can be removed)",
-                        stage_name(c.stage)
-                    ),
-                    None => format!("{t}: not in the task"),
-                })
-                .collect();
-            return dry_run_print(output, "RemoveTopics", &rows.join("\n"));
         }
         MigrationCommand::Advance(c) | MigrationCommand::Rollback(c)
             if c.expected_revision.is_some() && c.topics.len() != 1 =>
@@ -918,27 +845,31 @@ pub async fn run(
             return show_changes(output, &resp.results, dry_run);
         }
         MigrationCommand::Pause { task_id, dry } => {
-            if dry.dry_run {
-                return dry_run_print(output, "PauseTask", &format!("pause task {task_id}"));
-            }
             let task = client
-                .pause_task(pb::PauseTaskRequest { task_id, actor })
+                .pause_task(pb::PauseTaskRequest {
+                    task_id,
+                    actor,
+                    dry_run: dry.dry_run,
+                })
                 .await?
                 .into_inner()
                 .task
                 .context("server returned no task")?;
+            dry_note(output, dry, "the task could be paused");
             show_tasks(output, &[task])?;
         }
         MigrationCommand::Resume { task_id, dry } => {
-            if dry.dry_run {
-                return dry_run_print(output, "ResumeTask", &format!("resume task {task_id}"));
-            }
             let task = client
-                .resume_task(pb::ResumeTaskRequest { task_id, actor })
+                .resume_task(pb::ResumeTaskRequest {
+                    task_id,
+                    actor,
+                    dry_run: dry.dry_run,
+                })
                 .await?
                 .into_inner()
                 .task
                 .context("server returned no task")?;
+            dry_note(output, dry, "the task could be resumed");
             show_tasks(output, &[task])?;
         }
         MigrationCommand::RollbackAll {
@@ -946,68 +877,29 @@ pub async fn run(
             force,
             dry,
         } => {
-            if dry.dry_run {
-                // The server decides each topic without committing.
-                let topics = list_topics(&client, &task_id, Vec::new()).await?;
-                let change = pb::StageChangeRequest {
-                    task_id,
-                    topics: topics
-                        .iter()
-                        .filter(|t| t.stage != Stage::Initial as i32)
-                        .map(|t| pb::TopicRef {
-                            topic: t.topic.clone(),
-                            expected_revision: t.revision,
-                        })
-                        .collect(),
-                    force,
-                    actor,
-                    reason: "whole-task rollback".into(),
-                    dry_run: true,
-                };
-                if change.topics.is_empty() {
-                    println!("dry run: every topic is INITIAL; nothing to roll back");
-                    return Ok(ExitCode::SUCCESS);
-                }
-                let resp = client
-                    .rollback_topics(pb::RollbackTopicsRequest {
-                        change: Some(change),
-                    })
-                    .await?
-                    .into_inner();
-                return show_changes(output, &resp.results, true);
-            }
             let resp = client
                 .rollback_task(pb::RollbackTaskRequest {
                     task_id,
                     force,
                     actor,
+                    dry_run: dry.dry_run,
                 })
                 .await?
                 .into_inner();
-            return show_changes(output, &resp.results, false);
+            return show_changes(output, &resp.results, dry.dry_run);
         }
         MigrationCommand::Complete { task_id, dry } => {
-            if dry.dry_run {
-                let task = get_task(&mut client, &task_id).await?;
-                let moved = client
-                    .advance_step(pb::AdvanceStepRequest {
-                        task_id,
-                        from_step: task.step,
-                        actor,
-                        dry_run: true,
-                        ..Default::default()
-                    })
-                    .await?;
-                drop(moved);
-                println!("dry run: the task would complete; nothing changed");
-                return Ok(ExitCode::SUCCESS);
-            }
             let task = client
-                .complete_task(pb::CompleteTaskRequest { task_id, actor })
+                .complete_task(pb::CompleteTaskRequest {
+                    task_id,
+                    actor,
+                    dry_run: dry.dry_run,
+                })
                 .await?
                 .into_inner()
                 .task
                 .context("server returned no task")?;
+            dry_note(output, dry, "the task could complete");
             show_tasks(output, &[task])?;
         }
         MigrationCommand::Audit { task_id, topic } => {
@@ -1189,15 +1081,11 @@ fn exit(ok: bool) -> ExitCode {
     }
 }
 
-fn dry_run_print(output: OutputFormat, rpc: &str, what: &str) -> anyhow::Result<ExitCode> {
-    match output {
-        OutputFormat::Json => print_json(&json!({"dry_run": true, "rpc": rpc, "would": what}))?,
-        OutputFormat::Table => {
-            println!("dry run ({rpc}); nothing changed. Would:");
-            println!("{what}");
-        }
+/// Under a table, says that a dry run changed nothing.
+fn dry_note(output: OutputFormat, dry: DryRun, what: &str) {
+    if dry.dry_run && output == OutputFormat::Table {
+        println!("dry run: {what}; nothing changed");
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 fn outcome_name(v: i32) -> String {
@@ -1245,7 +1133,12 @@ fn show_items(output: OutputFormat, items: &[pb::MigrationItem]) -> anyhow::Resu
 }
 
 /// Per-item import results; non-zero exit when any item did not reach the target.
-fn show_import_results(output: OutputFormat, items: &[ImportItem]) -> anyhow::Result<ExitCode> {
+/// In a dry run every item is PENDING: the call succeeding is the answer.
+fn show_import_results(
+    output: OutputFormat,
+    items: &[ImportItem],
+    dry_run: bool,
+) -> anyhow::Result<ExitCode> {
     match output {
         OutputFormat::Json => print_json(
             &items
@@ -1272,6 +1165,12 @@ fn show_import_results(output: OutputFormat, items: &[ImportItem]) -> anyhow::Re
                 .collect();
             print_table(&["KIND", "NAME", "RESULT", "REASON"], &rows);
         }
+    }
+    if dry_run {
+        if output == OutputFormat::Table {
+            println!("dry run: nothing created");
+        }
+        return Ok(ExitCode::SUCCESS);
     }
     let ok = items.iter().all(|i| {
         i.result == ItemResult::Success as i32

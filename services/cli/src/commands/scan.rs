@@ -1,7 +1,8 @@
 //! `ferry scan`: inventory a source cluster (clusters, brokers, topics, groups, ACL users).
 //!
 //! By default the scan runs on the Ferry server behind `--addr` and is stored as a snapshot
-//! (list, diff and export it later); `--local` scans from this process and stores nothing.
+//! (list, diff and export it later); `--local` scans from this process and stores nothing;
+//! `--dry-run` scans on the server and stores nothing (only the summary comes back).
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -12,7 +13,7 @@ use ferry_api::common::v1 as pb_common;
 use ferry_api::scanner::v1 as pb;
 use ferry_api::scanner::v1::scanner_service_client::ScannerServiceClient;
 use ferry_remoting::Credentials;
-use ferry_scanner::convert::{cluster_to_pb, group_to_pb, topic_to_pb};
+use ferry_scanner::convert::{group_to_pb, inventory_to_pb, topic_to_pb};
 use ferry_scanner::{Inventory, ScanEngine, SourceSpec};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
@@ -102,6 +103,10 @@ pub struct ScanArgs {
     /// Scan from this process, without a Ferry server; nothing is stored.
     #[arg(long)]
     local: bool,
+    /// Scan on the Ferry server but store no snapshot: shows the clusters, counts and missing
+    /// parts only (topics and groups are listed from a stored snapshot).
+    #[arg(long, conflicts_with = "local")]
+    dry_run: bool,
     /// Also list system, retry and DLQ topics and system groups.
     #[arg(long)]
     all: bool,
@@ -112,6 +117,8 @@ pub struct Listing {
     pub snapshot: pb::Snapshot,
     pub topics: Vec<pb::TopicInfo>,
     pub groups: Vec<pb::GroupInfo>,
+    /// A server-side dry run: a summary only, no topics or groups to list.
+    pub dry_run: bool,
 }
 
 /// A progress bar on stderr when it is a terminal, hidden otherwise.
@@ -151,23 +158,7 @@ pub async fn scan_locally(
 }
 
 fn local_listing(inv: &Inventory, all: bool) -> Listing {
-    let summary = inv.summary();
-    let snapshot = pb::Snapshot {
-        snapshot_id: String::new(),
-        source_id: inv.source_id.clone(),
-        namesrv_addrs: inv.namesrv_addrs.clone(),
-        taken_at: Some(ferry_scanner::convert::timestamp(inv.taken_at_ms)),
-        clusters: inv.clusters.iter().map(cluster_to_pb).collect(),
-        user_topic_count: summary.counts.user_topics as i64,
-        system_topic_count: summary.counts.system_topics as i64,
-        user_group_count: summary.counts.user_groups as i64,
-        system_group_count: summary.counts.system_groups as i64,
-        acl_user_count: summary.counts.acl_users as i64,
-        missing: summary.missing.clone(),
-        notes: summary.notes.clone(),
-        partial: inv.is_partial(),
-        acl_users: Vec::new(),
-    };
+    let snapshot = inventory_to_pb(inv);
     Listing {
         snapshot,
         topics: inv
@@ -182,6 +173,7 @@ fn local_listing(inv: &Inventory, all: bool) -> Listing {
             .filter(|g| all || !g.system)
             .map(group_to_pb)
             .collect(),
+        dry_run: false,
     }
 }
 
@@ -257,6 +249,7 @@ async fn server_listing(
         snapshot,
         topics,
         groups,
+        dry_run: false,
     })
 }
 
@@ -274,19 +267,7 @@ pub async fn run(addr: &str, output: OutputFormat, args: ScanArgs) -> anyhow::Re
             args.source_id.as_deref(),
         )
         .await?;
-        let mut listing = local_listing(&inv, args.all);
-        listing.snapshot.acl_users = inv
-            .acl_users
-            .iter()
-            .flatten()
-            .map(|u| pb::AclUserInfo {
-                username: u.username.clone(),
-                user_type: u.user_type.clone().unwrap_or_default(),
-                user_status: u.user_status.clone().unwrap_or_default(),
-                brokers: u.brokers.clone(),
-            })
-            .collect();
-        listing
+        local_listing(&inv, args.all)
     } else {
         args.source.credentials()?;
         let mut client = connect(addr).await?;
@@ -296,6 +277,7 @@ pub async fn run(addr: &str, output: OutputFormat, args: ScanArgs) -> anyhow::Re
                 source: Some(args.source.endpoint(&namesrv)),
                 source_id: args.source_id.clone().unwrap_or_default(),
                 timeout_ms: args.source.timeout_ms.min(u64::from(u32::MAX)) as u32,
+                dry_run: args.dry_run,
             })
             .await;
         bar.finish_and_clear();
@@ -303,7 +285,16 @@ pub async fn run(addr: &str, output: OutputFormat, args: ScanArgs) -> anyhow::Re
             .into_inner()
             .snapshot
             .context("the server answered without a snapshot")?;
-        server_listing(&mut client, snapshot, args.all).await?
+        if args.dry_run {
+            Listing {
+                snapshot,
+                topics: Vec::new(),
+                groups: Vec::new(),
+                dry_run: true,
+            }
+        } else {
+            server_listing(&mut client, snapshot, args.all).await?
+        }
     };
     print_listing(&listing, output)?;
     Ok(if listing.snapshot.partial {
@@ -397,7 +388,7 @@ pub fn print_listing(l: &Listing, output: OutputFormat) -> anyhow::Result<()> {
                     })
                 })
                 .collect();
-            print_json(&json!({
+            let mut out = json!({
                 "snapshot_id": s.snapshot_id,
                 "source_id": s.source_id,
                 "namesrv_addrs": s.namesrv_addrs,
@@ -419,7 +410,16 @@ pub fn print_listing(l: &Listing, output: OutputFormat) -> anyhow::Result<()> {
                 })).collect::<Vec<_>>(),
                 "topics": topics,
                 "groups": groups,
-            }))?;
+            });
+            if l.dry_run {
+                // Nothing stored, so no topics or groups to list: not empty lists.
+                if let Some(o) = out.as_object_mut() {
+                    o.remove("topics");
+                    o.remove("groups");
+                    o.insert("dry_run".into(), json!(true));
+                }
+            }
+            print_json(&out)?;
         }
         OutputFormat::Table => {
             if s.snapshot_id.is_empty() {
@@ -455,55 +455,9 @@ pub fn print_listing(l: &Listing, output: OutputFormat) -> anyhow::Result<()> {
                 .collect();
             print_table(&["CLUSTER", "BROKER", "MASTER", "VERSION"], &rows);
             println!();
-            let rows: Vec<Vec<String>> = l
-                .topics
-                .iter()
-                .map(|t| {
-                    vec![
-                        t.name.clone(),
-                        class_name(t.topic_class).into(),
-                        t.read_queue_nums.to_string(),
-                        t.write_queue_nums.to_string(),
-                        ferry_core::perm::perm_to_string(t.perm as u8),
-                        t.order.to_string(),
-                        message_type_name(t.message_type).into(),
-                        t.brokers.join(","),
-                    ]
-                })
-                .collect();
-            print_table(
-                &[
-                    "TOPIC", "CLASS", "READ", "WRITE", "PERM", "ORDER", "TYPE", "BROKERS",
-                ],
-                &rows,
-            );
-            println!();
-            let rows: Vec<Vec<String>> = l
-                .groups
-                .iter()
-                .map(|g| {
-                    vec![
-                        g.name.clone(),
-                        g.consume_message_orderly.to_string(),
-                        g.consume_broadcast_enable.to_string(),
-                        g.retry_max_times.to_string(),
-                        g.retry_queue_nums.to_string(),
-                        g.brokers.join(","),
-                    ]
-                })
-                .collect();
-            print_table(
-                &[
-                    "GROUP",
-                    "ORDERLY",
-                    "BROADCAST",
-                    "RETRY-MAX",
-                    "RETRY-QUEUES",
-                    "BROKERS",
-                ],
-                &rows,
-            );
-            println!();
+            if !l.dry_run {
+                print_items_tables(l);
+            }
             println!(
                 "{} user topics, {} system/retry/DLQ topics, {} user groups, {} system groups, {} ACL users",
                 s.user_topic_count,
@@ -515,6 +469,9 @@ pub fn print_listing(l: &Listing, output: OutputFormat) -> anyhow::Result<()> {
             for note in &s.notes {
                 println!("note: {note}");
             }
+            if l.dry_run {
+                println!("dry run: nothing stored");
+            }
         }
     }
     if s.partial {
@@ -524,4 +481,57 @@ pub fn print_listing(l: &Listing, output: OutputFormat) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The topic and group tables of a listing, each followed by an empty line.
+fn print_items_tables(l: &Listing) {
+    let rows: Vec<Vec<String>> = l
+        .topics
+        .iter()
+        .map(|t| {
+            vec![
+                t.name.clone(),
+                class_name(t.topic_class).into(),
+                t.read_queue_nums.to_string(),
+                t.write_queue_nums.to_string(),
+                ferry_core::perm::perm_to_string(t.perm as u8),
+                t.order.to_string(),
+                message_type_name(t.message_type).into(),
+                t.brokers.join(","),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "TOPIC", "CLASS", "READ", "WRITE", "PERM", "ORDER", "TYPE", "BROKERS",
+        ],
+        &rows,
+    );
+    println!();
+    let rows: Vec<Vec<String>> = l
+        .groups
+        .iter()
+        .map(|g| {
+            vec![
+                g.name.clone(),
+                g.consume_message_orderly.to_string(),
+                g.consume_broadcast_enable.to_string(),
+                g.retry_max_times.to_string(),
+                g.retry_queue_nums.to_string(),
+                g.brokers.join(","),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "GROUP",
+            "ORDERLY",
+            "BROADCAST",
+            "RETRY-MAX",
+            "RETRY-QUEUES",
+            "BROKERS",
+        ],
+        &rows,
+    );
+    println!();
 }

@@ -164,21 +164,31 @@ impl MigrationTasks {
 
     /// Every item of the task with its state.
     pub(super) async fn items(&self, task: &MigrationTask) -> Result<Vec<ItemState>> {
+        let inventory = self.inventory_of(&TaskExtra::of(task)).await?;
+        self.items_with(task, inventory.as_ref()).await
+    }
+
+    /// The task's items as `inventory` (instead of its last stored scan) would make them.
+    pub(super) async fn items_with(
+        &self,
+        task: &MigrationTask,
+        inventory: Option<&Inventory>,
+    ) -> Result<Vec<ItemState>> {
         let extra = TaskExtra::of(task);
-        let inventory = self.inventory_of(&extra).await?;
         let importer = self.importer()?;
         let mut results = Vec::with_capacity(extra.imports.len());
         for id in &extra.imports {
             results.push(importer.items_of(id).await?);
         }
-        Ok(overlay(inventory.as_ref(), &results))
+        Ok(overlay(inventory, &results))
     }
 
-    /// Scans the source, stores the scan and keeps its id on the task.
+    /// Scans the source, stores the scan and keeps its id on the task (a dry run only scans).
     pub(super) async fn refresh_inventory(
         &self,
         store: &dyn FerryStore,
         task_id: &str,
+        dry_run: bool,
     ) -> Result<(Versioned<MigrationTask>, Inventory)> {
         let importer = self.importer()?;
         let task = store.get_task(task_id).await?;
@@ -198,6 +208,9 @@ impl MigrationTasks {
             .scan(&source, None, None, &|_| {})
             .await
             .map_err(|e| SyncError::FailedPrecondition(format!("cannot scan the source: {e}")))?;
+        if dry_run {
+            return Ok((task, inventory));
+        }
         let snapshot_id = importer.store_inventory(&inventory, KEEP_SNAPSHOTS).await?;
         let inventory_ref = InventoryRef {
             snapshot_id: snapshot_id.clone(),
@@ -222,12 +235,21 @@ impl MigrationTasks {
         let task = store.get_task(&req.task_id).await?;
         ensure_accepts_changes(&task.value)?;
         ensure_import_step(&task.value)?;
-        // Auto-scan: the first import scans the source if nobody did yet.
-        let task = if TaskExtra::of(&task.value).inventory.is_none() {
-            self.refresh_inventory(store, &req.task_id).await?.0
+        // Auto-scan: the first import scans the source if nobody did yet (a dry run scans
+        // without keeping the scan).
+        let (task, scanned) = if TaskExtra::of(&task.value).inventory.is_none() {
+            let (task, inventory) = self
+                .refresh_inventory(store, &req.task_id, req.dry_run)
+                .await?;
+            (task, Some(inventory))
         } else {
-            task
+            (task, None)
         };
+        if req.dry_run {
+            return self
+                .import_dry_run(&task.value, scanned.as_ref(), &req)
+                .await;
+        }
         let (topics, groups) = if req.all {
             let items = self.items(&task.value).await?;
             let pick = |kind| {
@@ -289,6 +311,55 @@ impl MigrationTasks {
             .await
     }
 
+    /// The items an import would take, checked against the scan, each answered PENDING.
+    async fn import_dry_run(
+        &self,
+        task: &MigrationTask,
+        scanned: Option<&Inventory>,
+        req: &pb::ImportMigrationItemsRequest,
+    ) -> Result<Vec<ferry_api::metadata_sync::v1::ImportItem>> {
+        let items = match scanned {
+            Some(inv) => self.items_with(task, Some(inv)).await?,
+            None => self.items(task).await?,
+        };
+        let wanted = |kind: ItemKind, names: &[String]| -> Result<Vec<String>> {
+            if req.all {
+                return Ok(items
+                    .iter()
+                    .filter(|i| i.kind == kind && i.state != pb::MigrationItemState::Imported)
+                    .map(|i| i.name.clone())
+                    .collect());
+            }
+            let unknown: Vec<&str> = names
+                .iter()
+                .filter(|n| !items.iter().any(|i| i.kind == kind && &i.name == *n))
+                .map(String::as_str)
+                .collect();
+            if !unknown.is_empty() {
+                return Err(SyncError::InvalidArgument(format!(
+                    "not user {} of the source's last scan: {}; refresh the inventory, or create the item by hand",
+                    kind.plural(),
+                    unknown.join(", ")
+                )));
+            }
+            Ok(names.to_vec())
+        };
+        let topics = wanted(ItemKind::Topic, &req.topics)?;
+        let groups = wanted(ItemKind::Group, &req.groups)?;
+        if topics.is_empty() && groups.is_empty() && !req.all {
+            return Err(SyncError::InvalidArgument(
+                "name topics or groups to import, or set all".into(),
+            ));
+        }
+        Ok(topics
+            .into_iter()
+            .map(|n| (ItemKind::Topic, n))
+            .chain(groups.into_iter().map(|n| (ItemKind::Group, n)))
+            .enumerate()
+            .map(|(seq, (kind, name))| pending_item(seq, kind, name))
+            .collect())
+    }
+
     /// Creates one topic or group on the target by hand (not from the source's scan).
     pub(super) async fn create_item(
         &self,
@@ -344,6 +415,9 @@ impl MigrationTasks {
                     "roles are imported with ImportRoles".into(),
                 ));
             }
+        }
+        if req.dry_run {
+            return Ok(pending_item(0, kind, name));
         }
         let request = self.import_request(&task.value);
         let mut items = self
@@ -447,7 +521,10 @@ impl MigrationTasks {
                     .into_iter()
                     .map(|i| i.name)
                     .collect();
-                match self.refresh_inventory(store.as_ref(), &task.value.id).await {
+                match self
+                    .refresh_inventory(store.as_ref(), &task.value.id, false)
+                    .await
+                {
                     Ok((saved, _)) => {
                         let new: Vec<String> = self
                             .items(&saved.value)
@@ -470,6 +547,23 @@ impl MigrationTasks {
                 None => return Ok(()),
             }
         }
+    }
+}
+
+/// An item a dry run would import: PENDING, nothing decided yet.
+fn pending_item(
+    seq: usize,
+    kind: ItemKind,
+    name: String,
+) -> ferry_api::metadata_sync::v1::ImportItem {
+    ferry_api::metadata_sync::v1::ImportItem {
+        kind: crate::import::pb::kind_to_pb(kind) as i32,
+        source_name: name.clone(),
+        name,
+        result: pb_common::ItemResult::Pending as i32,
+        reason: "dry run: nothing created".into(),
+        seq: seq as i64,
+        ..Default::default()
     }
 }
 

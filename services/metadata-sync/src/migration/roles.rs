@@ -1279,6 +1279,7 @@ accounts:
             task_id: "mt-1".into(),
             roles: vec![spec("alice_01", SECRET)],
             roles_file: Vec::new(),
+            dry_run: false,
         };
         let shown = format!("{request:?}");
         assert!(shown.contains("alice_01"), "{shown}");

@@ -180,6 +180,7 @@ pub fn create_request(
         group_limit: 0,
         create_mode: pb::CreateMode::Unspecified as i32,
         file_name: String::new(),
+        dry_run: false,
     }
 }
 
