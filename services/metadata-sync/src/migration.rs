@@ -600,13 +600,29 @@ async fn first_source_had_acl(store: &dyn MigrationStore, target: &str) -> Resul
     }
 }
 
-/// Page size and token of an item or role listing.
-fn item_page(page_size: i32, token: &str) -> (usize, Option<String>) {
+/// One page of `items` (in ascending `key` order): those after `token`, at most `page_size`
+/// (0 = default), and the token of the next page (empty on the last).
+fn page_after<'a, T: 'a>(
+    items: impl Iterator<Item = &'a T>,
+    key: impl Fn(&T) -> String,
+    page_size: i32,
+    token: &str,
+) -> (Vec<&'a T>, String) {
     let size = match page_size {
         n if n <= 0 => ITEM_PAGE,
         n => (n as usize).min(MAX_ITEM_PAGE),
     };
-    (size, Some(token.to_string()).filter(|t| !t.is_empty()))
+    let mut page: Vec<&T> = items
+        .filter(|i| token.is_empty() || key(i).as_str() > token)
+        .take(size + 1)
+        .collect();
+    let next = if page.len() > size {
+        page.truncate(size);
+        page.last().map(|i| key(i)).unwrap_or_default()
+    } else {
+        String::new()
+    };
+    (page, next)
 }
 
 fn ok<T>(value: T) -> std::result::Result<Response<T>, Status> {
@@ -870,24 +886,16 @@ impl MigrationTaskService for MigrationTasks {
         let kind = crate::import::pb::kind_from_pb(req.kind)?;
         let state = pb::MigrationItemState::try_from(req.state)
             .map_err(|_| SyncError::InvalidArgument(format!("unknown item state {}", req.state)))?;
-        let (size, token) = item_page(req.page_size, &req.page_token);
         let all = self.items(&task.value).await?;
-        // Topics sort before groups; the token is "<kind>/<name>" of the last item returned.
-        let key = |i: &items::ItemState| format!("{}/{}", i.kind.as_str(), i.name);
-        let mut page: Vec<&items::ItemState> = all
-            .iter()
-            .filter(|i| kind.is_none_or(|k| i.kind == k))
-            .filter(|i| state == pb::MigrationItemState::Unspecified || i.state == state)
-            .filter(|i| req.name_contains.is_empty() || i.name.contains(&req.name_contains))
-            .filter(|i| token.as_deref().is_none_or(|t| key(i).as_str() > t))
-            .take(size + 1)
-            .collect();
-        let next_page_token = if page.len() > size {
-            page.truncate(size);
-            page.last().map(|i| key(i)).unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let (page, next_page_token) = page_after(
+            all.iter()
+                .filter(|i| kind.is_none_or(|k| i.kind == k))
+                .filter(|i| state == pb::MigrationItemState::Unspecified || i.state == state)
+                .filter(|i| req.name_contains.is_empty() || i.name.contains(&req.name_contains)),
+            items::page_key,
+            req.page_size,
+            &req.page_token,
+        );
         ok(pb::ListMigrationItemsResponse {
             items: page.into_iter().map(items::item_to_pb).collect(),
             next_page_token,
@@ -983,22 +991,14 @@ impl MigrationTaskService for MigrationTasks {
             .get_task(&req.task_id)
             .await
             .map_err(SyncError::from)?;
-        let (size, token) = item_page(req.page_size, &req.page_token);
         let extra = TaskExtra::of(&task.value);
-        let mut page: Vec<_> = extra
-            .roles
-            .iter()
-            .filter(|r| token.as_deref().is_none_or(|t| r.access_key.as_str() > t))
-            .take(size + 1)
-            .collect();
-        let next_page_token = if page.len() > size {
-            page.truncate(size);
-            page.last()
-                .map(|r| r.access_key.clone())
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        // Roles are kept sorted by access key.
+        let (page, next_page_token) = page_after(
+            extra.roles.iter(),
+            |r: &roles::StoredRole| r.access_key.clone(),
+            req.page_size,
+            &req.page_token,
+        );
         ok(pb::ListRolesResponse {
             roles: page.into_iter().map(roles::role_view).collect(),
             next_page_token,

@@ -42,19 +42,24 @@ pub struct ItemState {
     pub last: Option<ImportItem>,
 }
 
+/// The listing order of items (topics, then groups, then roles, each by name) as a string
+/// that compares in that order: the page token of `ListMigrationItems`.
+pub fn page_key(item: &ItemState) -> String {
+    format!("{}/{}", kind_rank(item.kind), item.name)
+}
+
+fn kind_rank(kind: ItemKind) -> u8 {
+    match kind {
+        ItemKind::Topic => 0,
+        ItemKind::Group => 1,
+        ItemKind::Role => 2,
+    }
+}
+
 /// Overlays import results (oldest first) on the inventory's items.
 pub fn overlay(inventory: Option<&Inventory>, imports: &[Vec<ImportItem>]) -> Vec<ItemState> {
     let mut items: BTreeMap<(u8, String), ItemState> = BTreeMap::new();
-    let key = |kind: ItemKind, name: &str| {
-        (
-            match kind {
-                ItemKind::Topic => 0u8,
-                ItemKind::Group => 1u8,
-                ItemKind::Role => 2u8,
-            },
-            name.to_string(),
-        )
-    };
+    let key = |kind: ItemKind, name: &str| (kind_rank(kind), name.to_string());
     if let Some(inv) = inventory {
         for t in inv.topics.iter().filter(|t| t.class == TopicClass::User) {
             items.insert(
@@ -669,6 +674,21 @@ mod tests {
             only_first.iter().find(|i| i.name == "A").map(|i| i.state),
             Some(pb::MigrationItemState::Failed)
         );
+    }
+
+    #[test]
+    fn page_keys_follow_the_listing_order_across_kinds() {
+        let items = overlay(
+            None,
+            &[vec![
+                item(ItemKind::Group, "Aardvark", ItemResult::Success),
+                item(ItemKind::Topic, "Zebra", ItemResult::Success),
+                item(ItemKind::Topic, "Apple", ItemResult::Success),
+            ]],
+        );
+        let keys: Vec<String> = items.iter().map(page_key).collect();
+        assert_eq!(items.last().map(|i| i.kind), Some(ItemKind::Group));
+        assert!(keys.windows(2).all(|w| w[0] < w[1]), "{keys:?}");
     }
 
     #[test]
