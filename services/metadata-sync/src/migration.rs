@@ -129,6 +129,28 @@ impl MigrationTasks {
         Ok(out)
     }
 
+    /// Moves a task whose gate was decided to step `to` (a dry run returns it unchanged).
+    #[allow(clippy::too_many_arguments)]
+    async fn move_step(
+        &self,
+        store: &dyn FerryStore,
+        task: Versioned<MigrationTask>,
+        to: MigrationStep,
+        actor: String,
+        forced: Option<String>,
+        reason: String,
+        dry_run: bool,
+    ) -> Result<pb::MigrationTask> {
+        if dry_run {
+            return Self::task_response(store, &task).await;
+        }
+        let reason = (!reason.is_empty()).then_some(reason);
+        let saved = self
+            .change_step(store, task, to, actor_or_anonymous(actor), forced, reason)
+            .await?;
+        Self::task_response(store, &saved).await
+    }
+
     /// Completes a task whose topics are all DONE and releases its target.
     async fn complete(
         &self,
@@ -1042,25 +1064,18 @@ impl MigrationTaskService for MigrationTasks {
             }
             Some(why) => Some(why),
         };
-        if req.dry_run {
-            return ok(pb::AdvanceStepResponse {
-                task: Some(Self::task_response(store.as_ref(), &task).await?),
-            });
-        }
-        let reason = (!req.reason.is_empty()).then_some(req.reason);
-        let saved = self
-            .change_step(
+        let task = self
+            .move_step(
                 store.as_ref(),
                 task,
                 to,
-                actor_or_anonymous(req.actor),
+                req.actor,
                 forced,
-                reason,
+                req.reason,
+                req.dry_run,
             )
             .await?;
-        ok(pb::AdvanceStepResponse {
-            task: Some(Self::task_response(store.as_ref(), &saved).await?),
-        })
+        ok(pb::AdvanceStepResponse { task: Some(task) })
     }
 
     async fn rollback_step(
@@ -1077,25 +1092,18 @@ impl MigrationTaskService for MigrationTasks {
         let Some(to) = from.prev() else {
             return Err(SyncError::FailedPrecondition("CONNECT is the first step".into()).into());
         };
-        if req.dry_run {
-            return ok(pb::RollbackStepResponse {
-                task: Some(Self::task_response(store.as_ref(), &task).await?),
-            });
-        }
-        let reason = (!req.reason.is_empty()).then_some(req.reason);
-        let saved = self
-            .change_step(
+        let task = self
+            .move_step(
                 store.as_ref(),
                 task,
                 to,
-                actor_or_anonymous(req.actor),
+                req.actor,
                 None,
-                reason,
+                req.reason,
+                req.dry_run,
             )
             .await?;
-        ok(pb::RollbackStepResponse {
-            task: Some(Self::task_response(store.as_ref(), &saved).await?),
-        })
+        ok(pb::RollbackStepResponse { task: Some(task) })
     }
 
     async fn list_topic_stages(

@@ -693,12 +693,11 @@ pub async fn run(
                 .into_inner()
                 .task
                 .context("server returned no task")?;
-            if dry.dry_run && output == OutputFormat::Table {
-                println!(
-                    "dry run: the task would leave step {}; nothing changed",
-                    step_name(task.step)
-                );
-            }
+            dry_note(
+                output,
+                dry,
+                &format!("the task would leave step {}", step_name(task.step)),
+            );
             show_task_detail(output, &moved)?;
         }
         MigrationCommand::Step(StepCommand::Rollback {
@@ -719,12 +718,11 @@ pub async fn run(
                 .into_inner()
                 .task
                 .context("server returned no task")?;
-            if dry.dry_run && output == OutputFormat::Table {
-                println!(
-                    "dry run: the task could go back from step {}; nothing changed",
-                    step_name(task.step)
-                );
-            }
+            dry_note(
+                output,
+                dry,
+                &format!("the task could go back from step {}", step_name(task.step)),
+            );
             show_task_detail(output, &moved)?;
         }
         MigrationCommand::Topics(TopicsCommand::List { task_id, stage }) => {
